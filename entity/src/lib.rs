@@ -1,0 +1,21 @@
+//! SeaORM entities: one file per table, plain data (no GraphQL).
+pub mod accounts;
+pub mod api_keys;
+pub mod deployments;
+pub mod events;
+pub mod flow_run_states;
+pub mod flow_runs;
+pub mod flows;
+pub mod invitations;
+pub mod leases;
+pub mod logs;
+pub mod profile_images;
+pub mod run_alerts;
+pub mod settings;
+pub mod storage_blocks;
+pub mod task_run_dependencies;
+pub mod task_run_states;
+pub mod task_runs;
+pub mod work_queues;
+pub mod workspace_members;
+pub mod workspaces;

@@ -1,0 +1,45 @@
+//! The GraphQL schema: object types (thin wrappers over entity models), inputs, and the query /
+//! mutation / subscription roots, split by domain and merged here.
+pub mod accounts;
+pub mod context;
+pub mod loaders;
+pub mod workspaces;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::state::AppState;
+
+pub use context::ContextExt;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(accounts::AccountQuery, workspaces::WorkspaceQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(accounts::AccountMutation, workspaces::WorkspaceMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
+pub const MAX_DEPTH: usize = 15;
+pub const MAX_COMPLEXITY: usize = 5_000;
+
+pub fn build_schema(state: Option<AppState>) -> AppSchema {
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(32)
+    .limit_directives(20);
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The SDL that `flowcloud schema` prints and `schema/schema.graphql` holds.
+pub fn sdl() -> String {
+    build_schema(None).sdl()
+}

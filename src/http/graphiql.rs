@@ -1,0 +1,67 @@
+//! The GraphiQL explorer, with the example operations from `playground/` as its tabs.
+use serde_json::json;
+
+/// The example operations, in the order their tabs appear. A test checks that every file in
+/// `playground/` is listed here and that each one runs.
+pub const PLAYGROUND: &[(&str, &str)] = &[
+    ("sign-up", include_str!("../../playground/01-sign-up.graphql")),
+    ("log-in", include_str!("../../playground/02-log-in.graphql")),
+    ("me", include_str!("../../playground/03-me.graphql")),
+    ("create-workspace", include_str!("../../playground/04-create-workspace.graphql")),
+    ("invite", include_str!("../../playground/05-invite-collaborator.graphql")),
+    ("create-api-key", include_str!("../../playground/06-create-api-key.graphql")),
+];
+
+pub fn page(assets_url: &str) -> String {
+    let tabs: Vec<_> = PLAYGROUND
+        .iter()
+        .map(|(_, query)| json!({ "query": query }))
+        .collect();
+    let tabs = serde_json::to_string(&tabs).unwrap_or_else(|_| "[]".into());
+    // `</` inside a JSON string could close the script element early.
+    let tabs = tabs.replace("</", "<\\/");
+    TEMPLATE
+        .replace("{{ASSETS}}", assets_url)
+        .replace("{{TABS}}", &tabs)
+}
+
+const TEMPLATE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>flowcloud — GraphiQL</title>
+<link rel="stylesheet" href="{{ASSETS}}/graphiql@3.8.3/graphiql.min.css">
+<style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+</head>
+<body>
+<div id="graphiql">Loading GraphiQL…</div>
+<script crossorigin src="{{ASSETS}}/react@18.3.1/umd/react.production.min.js"></script>
+<script crossorigin src="{{ASSETS}}/react-dom@18.3.1/umd/react-dom.production.min.js"></script>
+<script crossorigin src="{{ASSETS}}/graphiql@3.8.3/graphiql.min.js"></script>
+<script>
+  const tabs = {{TABS}};
+  const base = window.location.origin + window.location.pathname.replace(/\/$/, '');
+  const wsBase = base.replace(/^http/, 'ws');
+  const fetcher = GraphiQL.createFetcher({
+    url: base,
+    subscriptionUrl: wsBase + '/ws',
+    wsConnectionParams: () => {
+      try {
+        const headers = JSON.parse(localStorage.getItem('graphiql:headers') || '{}');
+        return headers.Authorization ? { Authorization: headers.Authorization } : {};
+      } catch (e) { return {}; }
+    },
+  });
+  ReactDOM.createRoot(document.getElementById('graphiql')).render(
+    React.createElement(GraphiQL, {
+      fetcher,
+      defaultTabs: tabs,
+      defaultHeaders: '{\n  "Authorization": "Bearer PASTE-YOUR-TOKEN"\n}',
+      shouldPersistHeaders: true,
+    })
+  );
+</script>
+</body>
+</html>
+"#;

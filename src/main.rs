@@ -1,0 +1,102 @@
+//! The `flowcloud` command: serve (default), migrate, schema.
+use clap::{Parser, Subcommand};
+use flowcloud::{Application, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "flowcloud", version, about = "A self-hostable orchestration cloud (GraphQL API server)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, start the background services and serve HTTP + websockets.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL SDL.
+    Schema,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => match err.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                let _ = err.print();
+                std::process::exit(0);
+            }
+            _ => {
+                // One line naming the variable, never a usage dump or a panic trace.
+                let message = err.to_string();
+                let line = message.lines().next().unwrap_or("invalid configuration");
+                eprintln!("flowcloud: {}", line.trim_start_matches("error: "));
+                std::process::exit(2);
+            }
+        },
+    };
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", flowcloud::graphql::sdl());
+        return;
+    }
+    let filter = match EnvFilter::try_new(&cli.config.log) {
+        Ok(f) => f,
+        Err(err) => fail(&format!("FLOWCLOUD_LOG: {err}")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => fail(&format!("cannot start the async runtime: {err}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Migrate) => {
+                let db = flowcloud::db::Db::connect(&cli.config.database_url).await?;
+                flowcloud::app::migrate(&db).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            _ => {
+                let app = Application::build(cli.config).await?;
+                app.run_until_stopped(shutdown_signal())
+                    .await
+                    .map_err(|e| format!("server error: {e}"))
+            }
+        }
+    });
+    if let Err(message) = result {
+        fail(&message);
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("flowcloud: {message}");
+    std::process::exit(1);
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
