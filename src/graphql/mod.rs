@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod context;
 pub mod loaders;
+pub mod pagination;
 pub mod workspaces;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
