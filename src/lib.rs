@@ -10,6 +10,8 @@ pub mod config;
 pub mod db;
 /// The behaviour, one module per concept.
 pub mod domain;
+/// The event log and its live fan-out.
+pub mod events;
 /// The one error type and its mapping to `extensions.code`.
 pub mod error;
 /// The GraphQL schema.

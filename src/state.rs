@@ -6,6 +6,7 @@ use crate::auth::jwt::SessionKeys;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
+use crate::events::EventBus;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,6 +14,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub sessions: Arc<SessionKeys>,
     pub login_throttle: Arc<LoginThrottle>,
+    pub events: EventBus,
 }
 
 impl AppState {
@@ -27,6 +29,7 @@ impl AppState {
             config: Arc::new(config),
             sessions: Arc::new(sessions),
             login_throttle: Arc::new(login_throttle),
+            events: EventBus::new(),
         }
     }
 }

@@ -4,6 +4,12 @@
 pub mod access;
 pub mod accounts;
 pub mod collaborators;
+pub mod flow_runs;
+pub mod logs;
+pub mod orchestration;
+pub mod runs_common;
+pub mod states;
+pub mod task_runs;
 pub mod validate;
 pub mod workspaces;
 
