@@ -3,6 +3,7 @@
 //! workspace and checks the viewer's role there.
 pub mod access;
 pub mod accounts;
+pub mod claiming;
 pub mod collaborators;
 pub mod flow_runs;
 pub mod logs;

@@ -17,9 +17,17 @@ fn load_error(err: sea_orm::DbErr) -> LoadError {
     Arc::new("internal server error".into())
 }
 
+pub use runs::TaskRunPageKey;
+
 pub struct Loaders {
     pub accounts: DataLoader<AccountLoader>,
     pub workspaces: DataLoader<WorkspaceLoader>,
+    pub flow_runs: DataLoader<runs::FlowRunLoader>,
+    pub flow_run_states: DataLoader<runs::FlowRunStatesLoader>,
+    pub task_run_states: DataLoader<runs::TaskRunStatesLoader>,
+    pub upstream_task_runs: DataLoader<runs::UpstreamLoader>,
+    pub task_run_pages: DataLoader<runs::TaskRunPageLoader>,
+    pub task_run_counts: DataLoader<runs::TaskRunCountLoader>,
 }
 
 impl Loaders {
@@ -27,6 +35,12 @@ impl Loaders {
         Self {
             accounts: DataLoader::new(AccountLoader(state.clone()), tokio::spawn),
             workspaces: DataLoader::new(WorkspaceLoader(state.clone()), tokio::spawn),
+            flow_runs: DataLoader::new(runs::FlowRunLoader(state.clone()), tokio::spawn),
+            flow_run_states: DataLoader::new(runs::FlowRunStatesLoader(state.clone()), tokio::spawn),
+            task_run_states: DataLoader::new(runs::TaskRunStatesLoader(state.clone()), tokio::spawn),
+            upstream_task_runs: DataLoader::new(runs::UpstreamLoader(state.clone()), tokio::spawn),
+            task_run_pages: DataLoader::new(runs::TaskRunPageLoader(state.clone()), tokio::spawn),
+            task_run_counts: DataLoader::new(runs::TaskRunCountLoader(state.clone()), tokio::spawn),
         }
     }
 }
@@ -60,5 +74,222 @@ impl Loader<Uuid> for WorkspaceLoader {
             .await
             .map_err(load_error)?;
         Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+/// Batches the relations of flow runs and task runs.
+pub mod runs {
+    use std::collections::HashMap;
+
+    use async_graphql::dataloader::Loader;
+    use chrono::{DateTime, Utc};
+    use entity::{flow_run_states, flow_runs, task_run_dependencies, task_run_states, task_runs};
+    use sea_orm::sea_query::{Expr, Query};
+    use sea_orm::{
+        ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+        QueryOrder, QuerySelect, Statement,
+    };
+    use uuid::Uuid;
+
+    use super::{load_error, LoadError};
+    use crate::state::AppState;
+
+    pub struct FlowRunLoader(pub AppState);
+
+    impl Loader<Uuid> for FlowRunLoader {
+        type Value = flow_runs::Model;
+        type Error = LoadError;
+
+        async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+            let rows = flow_runs::Entity::find()
+                .filter(flow_runs::Column::Id.is_in(keys.iter().copied()))
+                .all(self.0.db.read())
+                .await
+                .map_err(load_error)?;
+            Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+        }
+    }
+
+    /// State history per flow run, oldest first.
+    pub struct FlowRunStatesLoader(pub AppState);
+
+    impl Loader<Uuid> for FlowRunStatesLoader {
+        type Value = Vec<flow_run_states::Model>;
+        type Error = LoadError;
+
+        async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+            let rows = flow_run_states::Entity::find()
+                .filter(flow_run_states::Column::FlowRunId.is_in(keys.iter().copied()))
+                .order_by_asc(flow_run_states::Column::Timestamp)
+                .order_by_asc(flow_run_states::Column::Id)
+                .all(self.0.db.read())
+                .await
+                .map_err(load_error)?;
+            let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
+            for row in rows {
+                out.entry(row.flow_run_id).or_default().push(row);
+            }
+            Ok(out)
+        }
+    }
+
+    /// State history per task run, oldest first.
+    pub struct TaskRunStatesLoader(pub AppState);
+
+    impl Loader<Uuid> for TaskRunStatesLoader {
+        type Value = Vec<task_run_states::Model>;
+        type Error = LoadError;
+
+        async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+            let rows = task_run_states::Entity::find()
+                .filter(task_run_states::Column::TaskRunId.is_in(keys.iter().copied()))
+                .order_by_asc(task_run_states::Column::Timestamp)
+                .order_by_asc(task_run_states::Column::Id)
+                .all(self.0.db.read())
+                .await
+                .map_err(load_error)?;
+            let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
+            for row in rows {
+                out.entry(row.task_run_id).or_default().push(row);
+            }
+            Ok(out)
+        }
+    }
+
+    /// The upstream task runs of each task run.
+    pub struct UpstreamLoader(pub AppState);
+
+    impl Loader<Uuid> for UpstreamLoader {
+        type Value = Vec<task_runs::Model>;
+        type Error = LoadError;
+
+        async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+            let db = self.0.db.read();
+            let edges = task_run_dependencies::Entity::find()
+                .filter(task_run_dependencies::Column::TaskRunId.is_in(keys.iter().copied()))
+                .all(db)
+                .await
+                .map_err(load_error)?;
+            let upstream_ids: Vec<Uuid> = edges.iter().map(|e| e.upstream_task_run_id).collect();
+            let tasks: HashMap<Uuid, task_runs::Model> = if upstream_ids.is_empty() {
+                HashMap::new()
+            } else {
+                task_runs::Entity::find()
+                    .filter(task_runs::Column::Id.is_in(upstream_ids))
+                    .all(db)
+                    .await
+                    .map_err(load_error)?
+                    .into_iter()
+                    .map(|t| (t.id, t))
+                    .collect()
+            };
+            let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
+            for edge in edges {
+                if let Some(task) = tasks.get(&edge.upstream_task_run_id) {
+                    out.entry(edge.task_run_id).or_default().push(task.clone());
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// One page of a flow run's task runs. Keys that share a page size and position are
+    /// fetched in one windowed query for all their flow runs.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct TaskRunPageKey {
+        pub flow_run_id: Uuid,
+        /// Rows to fetch (the page size plus one).
+        pub fetch: u64,
+        pub after: Option<(DateTime<Utc>, Uuid)>,
+    }
+
+    pub struct TaskRunPageLoader(pub AppState);
+
+    impl Loader<TaskRunPageKey> for TaskRunPageLoader {
+        type Value = Vec<task_runs::Model>;
+        type Error = LoadError;
+
+        async fn load(
+            &self,
+            keys: &[TaskRunPageKey],
+        ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
+            let mut groups: HashMap<(u64, Option<(DateTime<Utc>, Uuid)>), Vec<Uuid>> =
+                HashMap::new();
+            for key in keys {
+                groups
+                    .entry((key.fetch, key.after))
+                    .or_default()
+                    .push(key.flow_run_id);
+            }
+            let db = self.0.db.read();
+            let backend = db.get_database_backend();
+            let mut out = HashMap::new();
+            for ((fetch, after), run_ids) in groups {
+                let mut inner = Query::select();
+                inner
+                    .expr(Expr::cust("*"))
+                    .expr_as(
+                        Expr::cust(
+                            "ROW_NUMBER() OVER (PARTITION BY \"flow_run_id\" ORDER BY \"created_at\", \"id\")",
+                        ),
+                        sea_orm::sea_query::Alias::new("rn"),
+                    )
+                    .from(task_runs::Entity)
+                    .and_where(task_runs::Column::FlowRunId.is_in(run_ids.iter().copied()));
+                if let Some((at, id)) = after {
+                    inner.cond_where(crate::domain::task_runs::after_condition(at, id));
+                }
+                let mut outer = Query::select();
+                outer
+                    .expr(Expr::cust("*"))
+                    .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
+                    .and_where(Expr::cust_with_values("\"rn\" <= ?", [fetch as i64]))
+                    .order_by(sea_orm::sea_query::Alias::new("flow_run_id"), sea_orm::sea_query::Order::Asc)
+                    .order_by(sea_orm::sea_query::Alias::new("rn"), sea_orm::sea_query::Order::Asc);
+                let statement: Statement = backend.build(&outer);
+                let rows = task_runs::Model::find_by_statement(statement)
+                    .all(db)
+                    .await
+                    .map_err(load_error)?;
+                let mut by_run: HashMap<Uuid, Vec<task_runs::Model>> = HashMap::new();
+                for row in rows {
+                    by_run.entry(row.flow_run_id).or_default().push(row);
+                }
+                for run_id in run_ids {
+                    let rows = by_run.remove(&run_id).unwrap_or_default();
+                    out.insert(
+                        TaskRunPageKey {
+                            flow_run_id: run_id,
+                            fetch,
+                            after,
+                        },
+                        rows,
+                    );
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// Task run counts per flow run, in one GROUP BY.
+    pub struct TaskRunCountLoader(pub AppState);
+
+    impl Loader<Uuid> for TaskRunCountLoader {
+        type Value = i64;
+        type Error = LoadError;
+
+        async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, Self::Error> {
+            let rows: Vec<(Uuid, i64)> = task_runs::Entity::find()
+                .select_only()
+                .column(task_runs::Column::FlowRunId)
+                .column_as(task_runs::Column::Id.count(), "n")
+                .filter(task_runs::Column::FlowRunId.is_in(keys.iter().copied()))
+                .group_by(task_runs::Column::FlowRunId)
+                .into_tuple()
+                .all(self.0.db.read())
+                .await
+                .map_err(load_error)?;
+            Ok(rows.into_iter().collect())
+        }
     }
 }

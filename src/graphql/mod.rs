@@ -3,7 +3,9 @@
 pub mod accounts;
 pub mod context;
 pub mod loaders;
+pub mod logs;
 pub mod pagination;
+pub mod runs;
 pub mod workspaces;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
@@ -13,10 +15,19 @@ use crate::state::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(accounts::AccountQuery, workspaces::WorkspaceQuery);
+pub struct QueryRoot(
+    accounts::AccountQuery,
+    workspaces::WorkspaceQuery,
+    runs::RunQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutation, workspaces::WorkspaceMutation);
+pub struct MutationRoot(
+    accounts::AccountMutation,
+    workspaces::WorkspaceMutation,
+    runs::RunMutation,
+    logs::LogMutation,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

@@ -5,6 +5,7 @@ use entity::{invitations, workspace_members};
 use uuid::Uuid;
 
 use super::accounts::Account;
+use super::runs;
 use super::ContextExt;
 use crate::domain::collaborators::{self, InvitationStatus as DomainInvitationStatus};
 use crate::domain::workspaces::{self, NewWorkspace, WorkspaceUpdate, WorkspaceView};
@@ -112,6 +113,56 @@ impl Workspace {
     async fn collaborators(&self, ctx: &Context<'_>) -> AppResult<Vec<Collaborator>> {
         let members = collaborators::list(ctx.app()?, ctx.viewer()?, self.model.id).await?;
         Ok(members.into_iter().map(Collaborator).collect())
+    }
+    /// Flow runs, filtered and sorted (default: expected start time, newest first).
+    async fn flow_runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<runs::FlowRunFilter>,
+        sort: Option<runs::FlowRunSort>,
+    ) -> AppResult<runs::FlowRunConnection> {
+        runs::workspace_flow_runs(ctx, self.model.id, first, after, filter, sort).await
+    }
+    /// Task runs, oldest first, optionally of one flow run.
+    async fn task_runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        flow_run_id: Option<Uuid>,
+    ) -> AppResult<runs::TaskRunConnection> {
+        runs::workspace_task_runs(ctx, self.model.id, first, after, flow_run_id).await
+    }
+    /// Runs per state type in `[since, until)`, overall and per time bucket (1-100).
+    async fn flow_run_summary(
+        &self,
+        ctx: &Context<'_>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        #[graphql(default = 24)] buckets: i32,
+        filter: Option<runs::FlowRunFilter>,
+    ) -> AppResult<runs::FlowRunSummary> {
+        runs::workspace_summary(ctx, self.model.id, since, until, buckets, filter).await
+    }
+    /// `SCHEDULED` runs whose expected start is in the future, earliest first.
+    async fn upcoming_flow_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        deployment_id: Option<Uuid>,
+    ) -> AppResult<Vec<runs::FlowRun>> {
+        runs::workspace_upcoming(ctx, self.model.id, first, deployment_id).await
+    }
+    /// Late, failed and crashed runs, newest first.
+    async fn run_alerts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        kinds: Option<Vec<runs::AlertKind>>,
+    ) -> AppResult<Vec<runs::RunAlert>> {
+        runs::workspace_alerts(ctx, self.model.id, first, kinds).await
     }
     /// Every invitation of this workspace, newest first. OWNER only.
     async fn invitations(&self, ctx: &Context<'_>) -> AppResult<Vec<Invitation>> {

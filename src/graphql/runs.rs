@@ -1,0 +1,1009 @@
+//! Flow runs, task runs, states, orchestration results, the run graph, summaries and alerts.
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Duration, Utc};
+use entity::{flow_runs, run_alerts, task_runs};
+use uuid::Uuid;
+
+use super::logs::{LogConnection, LogLevel};
+use super::pagination::{PageArgs, PageInfo};
+use super::ContextExt;
+use crate::domain::flow_runs::{
+    self as domain_runs, AlertKind as DomainAlertKind, FlowRunFilter as DomainFilter,
+    FlowRunSort as DomainSort, NewFlowRun, NewRunFromDeployment, Outcome,
+    SetStateStatus as DomainStatus,
+};
+use crate::domain::states::{ProposedState, StateRecord, StateType as DomainStateType};
+use crate::domain::{claiming, logs as domain_logs, task_runs as domain_tasks};
+use crate::error::{AppError, AppResult};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StateType {
+    Scheduled,
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelling,
+    Cancelled,
+    Crashed,
+    Paused,
+}
+
+impl From<DomainStateType> for StateType {
+    fn from(t: DomainStateType) -> Self {
+        match t {
+            DomainStateType::Scheduled => Self::Scheduled,
+            DomainStateType::Pending => Self::Pending,
+            DomainStateType::Running => Self::Running,
+            DomainStateType::Completed => Self::Completed,
+            DomainStateType::Failed => Self::Failed,
+            DomainStateType::Cancelling => Self::Cancelling,
+            DomainStateType::Cancelled => Self::Cancelled,
+            DomainStateType::Crashed => Self::Crashed,
+            DomainStateType::Paused => Self::Paused,
+        }
+    }
+}
+
+impl From<StateType> for DomainStateType {
+    fn from(t: StateType) -> Self {
+        match t {
+            StateType::Scheduled => Self::Scheduled,
+            StateType::Pending => Self::Pending,
+            StateType::Running => Self::Running,
+            StateType::Completed => Self::Completed,
+            StateType::Failed => Self::Failed,
+            StateType::Cancelling => Self::Cancelling,
+            StateType::Cancelled => Self::Cancelled,
+            StateType::Crashed => Self::Crashed,
+            StateType::Paused => Self::Paused,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SetStateStatus {
+    Accept,
+    Reject,
+    Abort,
+    Wait,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AlertKind {
+    Late,
+    Failed,
+    Crashed,
+}
+
+impl From<AlertKind> for DomainAlertKind {
+    fn from(k: AlertKind) -> Self {
+        match k {
+            AlertKind::Late => Self::Late,
+            AlertKind::Failed => Self::Failed,
+            AlertKind::Crashed => Self::Crashed,
+        }
+    }
+}
+
+impl From<DomainAlertKind> for AlertKind {
+    fn from(k: DomainAlertKind) -> Self {
+        match k {
+            DomainAlertKind::Late => Self::Late,
+            DomainAlertKind::Failed => Self::Failed,
+            DomainAlertKind::Crashed => Self::Crashed,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum FlowRunSort {
+    ExpectedStartTimeAsc,
+    #[default]
+    ExpectedStartTimeDesc,
+    CreatedDesc,
+    NameAsc,
+}
+
+impl From<FlowRunSort> for DomainSort {
+    fn from(s: FlowRunSort) -> Self {
+        match s {
+            FlowRunSort::ExpectedStartTimeAsc => Self::ExpectedStartTimeAsc,
+            FlowRunSort::ExpectedStartTimeDesc => Self::ExpectedStartTimeDesc,
+            FlowRunSort::CreatedDesc => Self::CreatedDesc,
+            FlowRunSort::NameAsc => Self::NameAsc,
+        }
+    }
+}
+
+/// A run state.
+#[derive(Clone)]
+pub struct State(pub StateRecord);
+
+#[Object]
+impl State {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    #[graphql(name = "type")]
+    async fn state_type(&self) -> StateType {
+        self.0.state_type.into()
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+    async fn timestamp(&self) -> DateTime<Utc> {
+        self.0.timestamp
+    }
+    async fn scheduled_time(&self) -> Option<DateTime<Utc>> {
+        self.0.scheduled_time
+    }
+}
+
+#[derive(InputObject, Clone)]
+pub struct StateInput {
+    #[graphql(name = "type")]
+    pub state_type: StateType,
+    pub name: Option<String>,
+    pub message: Option<String>,
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// Retrying a call with the same id is safe: the second is rejected with the current state.
+    pub transition_id: Option<String>,
+}
+
+impl From<StateInput> for ProposedState {
+    fn from(input: StateInput) -> Self {
+        ProposedState {
+            state_type: input.state_type.into(),
+            name: input.name,
+            message: input.message,
+            scheduled_time: input.scheduled_time,
+            transition_id: input.transition_id,
+        }
+    }
+}
+
+pub struct OrchestrationResult(pub Outcome);
+
+#[Object]
+impl OrchestrationResult {
+    async fn status(&self) -> SetStateStatus {
+        match self.0.status {
+            DomainStatus::Accept => SetStateStatus::Accept,
+            DomainStatus::Reject => SetStateStatus::Reject,
+            DomainStatus::Abort => SetStateStatus::Abort,
+            DomainStatus::Wait => SetStateStatus::Wait,
+        }
+    }
+    /// The run's state after the call: the new one when accepted, the current one otherwise.
+    async fn state(&self) -> State {
+        State(self.0.state.clone())
+    }
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+    async fn delay_seconds(&self) -> Option<i32> {
+        self.0
+            .delay_seconds
+            .map(|d| i32::try_from(d).unwrap_or(i32::MAX))
+    }
+}
+
+#[derive(InputObject, Default, Clone)]
+pub struct FlowRunFilter {
+    pub flow_ids: Option<Vec<Uuid>>,
+    pub deployment_ids: Option<Vec<Uuid>>,
+    pub flow_run_ids: Option<Vec<Uuid>>,
+    pub state_types: Option<Vec<StateType>>,
+    pub state_names: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub work_queue_names: Option<Vec<String>>,
+    pub expected_start_time_after: Option<DateTime<Utc>>,
+    pub expected_start_time_before: Option<DateTime<Utc>>,
+}
+
+impl From<FlowRunFilter> for DomainFilter {
+    fn from(f: FlowRunFilter) -> Self {
+        DomainFilter {
+            flow_ids: f.flow_ids,
+            deployment_ids: f.deployment_ids,
+            flow_run_ids: f.flow_run_ids,
+            state_types: f
+                .state_types
+                .map(|v| v.into_iter().map(Into::into).collect()),
+            state_names: f.state_names,
+            tags: f.tags,
+            work_queue_names: f.work_queue_names,
+            expected_start_time_after: f.expected_start_time_after,
+            expected_start_time_before: f.expected_start_time_before,
+        }
+    }
+}
+
+fn load_err(e: std::sync::Arc<String>) -> AppError {
+    AppError::Internal(e.to_string())
+}
+
+#[derive(Clone)]
+pub struct FlowRun(pub flow_runs::Model);
+
+impl From<flow_runs::Model> for FlowRun {
+    fn from(m: flow_runs::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl FlowRun {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn work_queue_name(&self) -> Option<&str> {
+        self.0.work_queue_name.as_deref()
+    }
+    async fn state(&self) -> AppResult<State> {
+        Ok(State(StateRecord::of_flow_run(&self.0)?))
+    }
+    /// Oldest first.
+    async fn state_history(&self, ctx: &Context<'_>) -> AppResult<Vec<State>> {
+        let rows = ctx
+            .loaders()?
+            .flow_run_states
+            .load_one(self.0.id)
+            .await
+            .map_err(load_err)?
+            .unwrap_or_default();
+        rows.iter()
+            .map(|r| StateRecord::of_flow_run_state(r).map(State))
+            .collect()
+    }
+    async fn parameters(&self) -> Json<serde_json::Value> {
+        Json(self.0.parameters.clone())
+    }
+    async fn tags(&self) -> Vec<String> {
+        crate::domain::runs_common::tags_from_json(&self.0.tags)
+    }
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.idempotency_key.as_deref()
+    }
+    async fn expected_start_time(&self) -> Option<DateTime<Utc>> {
+        self.0.expected_start_time
+    }
+    async fn start_time(&self) -> Option<DateTime<Utc>> {
+        self.0.start_time
+    }
+    async fn end_time(&self) -> Option<DateTime<Utc>> {
+        self.0.end_time
+    }
+    /// Seconds spent running, including the current attempt so far.
+    async fn total_run_time(&self) -> f64 {
+        running_total(self.0.total_run_time, &self.0.state_type, self.0.state_timestamp)
+    }
+    async fn run_count(&self) -> i32 {
+        self.0.run_count
+    }
+    async fn retries(&self) -> i32 {
+        self.0.retries
+    }
+    async fn retry_delay_seconds(&self) -> i32 {
+        self.0.retry_delay_seconds
+    }
+    /// How far past its expected start the run began (or is, while not started), in seconds.
+    async fn estimated_start_time_delta(&self) -> f64 {
+        let Some(expected) = self.0.expected_start_time else {
+            return 0.0;
+        };
+        let started = self.0.start_time.unwrap_or_else(Utc::now);
+        ((started - expected).num_milliseconds() as f64 / 1000.0).max(0.0)
+    }
+    async fn auto_scheduled(&self) -> bool {
+        self.0.auto_scheduled
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn task_runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> AppResult<TaskRunConnection> {
+        let args = PageArgs::parse(first, after)?;
+        let position = args
+            .after
+            .as_deref()
+            .map(domain_tasks::decode_position)
+            .transpose()?;
+        let key = super::loaders::TaskRunPageKey {
+            flow_run_id: self.0.id,
+            fetch: args.fetch_limit(),
+            after: position,
+        };
+        let rows = ctx
+            .loaders()?
+            .task_run_pages
+            .load_one(key)
+            .await
+            .map_err(load_err)?
+            .unwrap_or_default();
+        Ok(TaskRunConnection::new(rows, &args, Some(self.0.id)))
+    }
+    async fn logs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        min_level: Option<LogLevel>,
+        task_run_id: Option<Uuid>,
+        #[graphql(default = false)] newest_first: bool,
+    ) -> AppResult<LogConnection> {
+        let args = PageArgs::parse(first, after)?;
+        let page = domain_logs::list(
+            ctx.app()?,
+            &domain_logs::LogQuery {
+                flow_run_id: self.0.id,
+                task_run_id,
+                min_level: min_level.map(Into::into),
+                newest_first,
+            },
+            &args,
+        )
+        .await?;
+        Ok(LogConnection(page))
+    }
+    /// The task runs as nodes and their dependencies as edges (at most 10,000 nodes).
+    async fn graph(&self, ctx: &Context<'_>) -> AppResult<FlowRunGraph> {
+        let (nodes, edges) = domain_tasks::graph(ctx.app()?, self.0.id, 10_000).await?;
+        Ok(FlowRunGraph {
+            nodes: nodes
+                .into_iter()
+                .map(|t| {
+                    Ok(GraphNode {
+                        id: t.id,
+                        name: t.name.clone(),
+                        state: State(StateRecord::of_task_run(&t)?),
+                        start_time: t.start_time,
+                        end_time: t.end_time,
+                    })
+                })
+                .collect::<AppResult<_>>()?,
+            edges: edges
+                .into_iter()
+                .map(|e| GraphEdge {
+                    from: e.upstream_task_run_id,
+                    to: e.task_run_id,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn running_total(total: f64, state_type: &str, since: DateTime<Utc>) -> f64 {
+    if state_type == DomainStateType::Running.as_str() {
+        total + ((Utc::now() - since).num_milliseconds().max(0) as f64 / 1000.0)
+    } else {
+        total
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct FlowRunGraph {
+    nodes: Vec<GraphNode>,
+    edges: Vec<GraphEdge>,
+}
+
+#[derive(SimpleObject)]
+pub struct GraphNode {
+    id: Uuid,
+    name: String,
+    state: State,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+}
+
+/// `from` is the upstream task run, `to` the downstream one.
+#[derive(SimpleObject)]
+pub struct GraphEdge {
+    from: Uuid,
+    to: Uuid,
+}
+
+#[derive(Clone)]
+pub struct TaskRun(pub task_runs::Model);
+
+impl From<task_runs::Model> for TaskRun {
+    fn from(m: task_runs::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl TaskRun {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn task_key(&self) -> &str {
+        &self.0.task_key
+    }
+    async fn dynamic_key(&self) -> &str {
+        &self.0.dynamic_key
+    }
+    async fn flow_run(&self, ctx: &Context<'_>) -> AppResult<FlowRun> {
+        ctx.loaders()?
+            .flow_runs
+            .load_one(self.0.flow_run_id)
+            .await
+            .map_err(load_err)?
+            .map(FlowRun)
+            .ok_or_else(|| AppError::not_found("flow run"))
+    }
+    async fn state(&self) -> AppResult<State> {
+        Ok(State(StateRecord::of_task_run(&self.0)?))
+    }
+    async fn state_history(&self, ctx: &Context<'_>) -> AppResult<Vec<State>> {
+        let rows = ctx
+            .loaders()?
+            .task_run_states
+            .load_one(self.0.id)
+            .await
+            .map_err(load_err)?
+            .unwrap_or_default();
+        rows.iter()
+            .map(|r| StateRecord::of_task_run_state(r).map(State))
+            .collect()
+    }
+    async fn tags(&self) -> Vec<String> {
+        crate::domain::runs_common::tags_from_json(&self.0.tags)
+    }
+    /// The task runs this one depends on.
+    async fn upstream(&self, ctx: &Context<'_>) -> AppResult<Vec<TaskRun>> {
+        Ok(ctx
+            .loaders()?
+            .upstream_task_runs
+            .load_one(self.0.id)
+            .await
+            .map_err(load_err)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(TaskRun)
+            .collect())
+    }
+    async fn start_time(&self) -> Option<DateTime<Utc>> {
+        self.0.start_time
+    }
+    async fn end_time(&self) -> Option<DateTime<Utc>> {
+        self.0.end_time
+    }
+    async fn total_run_time(&self) -> f64 {
+        running_total(self.0.total_run_time, &self.0.state_type, self.0.state_timestamp)
+    }
+    async fn run_count(&self) -> i32 {
+        self.0.run_count
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn logs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        min_level: Option<LogLevel>,
+        #[graphql(default = false)] newest_first: bool,
+    ) -> AppResult<LogConnection> {
+        let args = PageArgs::parse(first, after)?;
+        let page = domain_logs::list(
+            ctx.app()?,
+            &domain_logs::LogQuery {
+                flow_run_id: self.0.flow_run_id,
+                task_run_id: Some(self.0.id),
+                min_level: min_level.map(Into::into),
+                newest_first,
+            },
+            &args,
+        )
+        .await?;
+        Ok(LogConnection(page))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct TaskRunEdge {
+    cursor: String,
+    node: TaskRun,
+}
+
+/// Task runs, oldest first. `totalCount` is counted only when asked for, in one batched query.
+pub struct TaskRunConnection {
+    rows: Vec<task_runs::Model>,
+    has_next_page: bool,
+    has_previous_page: bool,
+    flow_run_id: Option<Uuid>,
+    known_total: Option<u64>,
+}
+
+impl TaskRunConnection {
+    /// From rows fetched with `args.fetch_limit()` (one past the page).
+    fn new(mut rows: Vec<task_runs::Model>, args: &PageArgs, flow_run_id: Option<Uuid>) -> Self {
+        let has_next_page = rows.len() as u64 > args.first;
+        rows.truncate(args.first as usize);
+        Self {
+            rows,
+            has_next_page,
+            has_previous_page: args.after.is_some(),
+            flow_run_id,
+            known_total: None,
+        }
+    }
+}
+
+#[Object]
+impl TaskRunConnection {
+    async fn edges(&self) -> Vec<TaskRunEdge> {
+        self.rows
+            .iter()
+            .map(|t| TaskRunEdge {
+                cursor: domain_tasks::cursor_of(t),
+                node: TaskRun(t.clone()),
+            })
+            .collect()
+    }
+    async fn nodes(&self) -> Vec<TaskRun> {
+        self.rows.iter().cloned().map(TaskRun).collect()
+    }
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+            start_cursor: self.rows.first().map(domain_tasks::cursor_of),
+            end_cursor: self.rows.last().map(domain_tasks::cursor_of),
+        }
+    }
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        if let Some(n) = self.known_total {
+            return Ok(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let Some(flow_run_id) = self.flow_run_id else {
+            return Ok(0);
+        };
+        let n = ctx
+            .loaders()?
+            .task_run_counts
+            .load_one(flow_run_id)
+            .await
+            .map_err(load_err)?
+            .unwrap_or(0);
+        Ok(n)
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct FlowRunEdge {
+    cursor: String,
+    node: FlowRun,
+}
+
+/// A page of flow runs; `totalCount` runs its COUNT only when a client asks for it.
+pub struct FlowRunConnection(pub domain_runs::RunPage);
+
+#[Object]
+impl FlowRunConnection {
+    async fn edges(&self) -> Vec<FlowRunEdge> {
+        self.0
+            .rows
+            .iter()
+            .map(|(cursor, run)| FlowRunEdge {
+                cursor: cursor.clone(),
+                node: FlowRun(run.clone()),
+            })
+            .collect()
+    }
+    async fn nodes(&self) -> Vec<FlowRun> {
+        self.0.rows.iter().map(|(_, r)| FlowRun(r.clone())).collect()
+    }
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.0.has_next_page,
+            has_previous_page: self.0.has_previous_page,
+            start_cursor: self.0.rows.first().map(|(c, _)| c.clone()),
+            end_cursor: self.0.rows.last().map(|(c, _)| c.clone()),
+        }
+    }
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        let n = domain_runs::count(ctx.app()?, self.0.count_query.clone()).await?;
+        Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct StateTypeCount {
+    state_type: StateType,
+    count: i32,
+}
+
+#[derive(SimpleObject)]
+pub struct SummaryBucket {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    by_state_type: Vec<StateTypeCount>,
+}
+
+#[derive(SimpleObject)]
+pub struct FlowRunSummary {
+    total: i32,
+    by_state_type: Vec<StateTypeCount>,
+    history: Vec<SummaryBucket>,
+}
+
+fn all_counts(counts: &[(DomainStateType, i64)]) -> Vec<StateTypeCount> {
+    DomainStateType::ALL
+        .into_iter()
+        .map(|t| StateTypeCount {
+            state_type: t.into(),
+            count: counts
+                .iter()
+                .find(|(s, _)| *s == t)
+                .map(|(_, n)| i32::try_from(*n).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+        })
+        .collect()
+}
+
+pub struct RunAlert(pub run_alerts::Model);
+
+#[Object]
+impl RunAlert {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn kind(&self) -> AppResult<AlertKind> {
+        Ok(DomainAlertKind::parse(&self.0.kind)?.into())
+    }
+    async fn flow_run(&self, ctx: &Context<'_>) -> AppResult<FlowRun> {
+        ctx.loaders()?
+            .flow_runs
+            .load_one(self.0.flow_run_id)
+            .await
+            .map_err(load_err)?
+            .map(FlowRun)
+            .ok_or_else(|| AppError::not_found("flow run"))
+    }
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+    /// Resume a `runAlerts` subscription after this alert.
+    async fn cursor(&self) -> String {
+        crate::events::encode_cursor(self.0.seq)
+    }
+}
+
+/// Workspace fields for runs, delegated from `Workspace`.
+pub async fn workspace_flow_runs(
+    ctx: &Context<'_>,
+    workspace_id: Uuid,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<FlowRunFilter>,
+    sort: Option<FlowRunSort>,
+) -> AppResult<FlowRunConnection> {
+    let args = PageArgs::parse(first, after)?;
+    let page = domain_runs::list(
+        ctx.app()?,
+        ctx.viewer()?,
+        workspace_id,
+        &filter.unwrap_or_default().into(),
+        sort.unwrap_or_default().into(),
+        args.first,
+        args.after,
+    )
+    .await?;
+    Ok(FlowRunConnection(page))
+}
+
+pub async fn workspace_task_runs(
+    ctx: &Context<'_>,
+    workspace_id: Uuid,
+    first: Option<i32>,
+    after: Option<String>,
+    flow_run_id: Option<Uuid>,
+) -> AppResult<TaskRunConnection> {
+    let args = PageArgs::parse(first, after)?;
+    let page =
+        domain_tasks::list(ctx.app()?, ctx.viewer()?, workspace_id, flow_run_id, &args).await?;
+    Ok(TaskRunConnection {
+        rows: page.items.into_iter().map(|(_, t)| t).collect(),
+        has_next_page: page.has_next_page,
+        has_previous_page: page.has_previous_page,
+        flow_run_id,
+        known_total: Some(page.total_count),
+    })
+}
+
+pub async fn workspace_summary(
+    ctx: &Context<'_>,
+    workspace_id: Uuid,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    buckets: i32,
+    filter: Option<FlowRunFilter>,
+) -> AppResult<FlowRunSummary> {
+    if !(1..=100).contains(&buckets) {
+        return Err(AppError::bad_input("buckets", "must be between 1 and 100"));
+    }
+    if until <= since {
+        return Err(AppError::bad_input("until", "must be after since"));
+    }
+    let app = ctx.app()?;
+    crate::domain::access::require_role(
+        app.db.read(),
+        ctx.viewer()?,
+        workspace_id,
+        crate::domain::Role::Viewer,
+        "workspace",
+    )
+    .await?;
+    let counts = domain_runs::summary(
+        app,
+        workspace_id,
+        since,
+        until,
+        i64::from(buckets),
+        &filter.unwrap_or_default().into(),
+    )
+    .await?;
+    let total_ms = (until - since).num_milliseconds();
+    let n = i64::from(buckets);
+    let boundary = |i: i64| since + Duration::milliseconds(total_ms * i / n);
+    let history = counts
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, c)| SummaryBucket {
+            start: boundary(i as i64),
+            end: if i as i64 == n - 1 { until } else { boundary(i as i64 + 1) },
+            by_state_type: all_counts(c),
+        })
+        .collect();
+    Ok(FlowRunSummary {
+        total: i32::try_from(counts.total).unwrap_or(i32::MAX),
+        by_state_type: all_counts(&counts.by_state),
+        history,
+    })
+}
+
+pub async fn workspace_upcoming(
+    ctx: &Context<'_>,
+    workspace_id: Uuid,
+    first: i32,
+    deployment_id: Option<Uuid>,
+) -> AppResult<Vec<FlowRun>> {
+    if !(0..=200).contains(&first) {
+        return Err(AppError::bad_input("first", "must be between 0 and 200"));
+    }
+    let app = ctx.app()?;
+    crate::domain::access::require_role(
+        app.db.read(),
+        ctx.viewer()?,
+        workspace_id,
+        crate::domain::Role::Viewer,
+        "workspace",
+    )
+    .await?;
+    let rows = domain_runs::upcoming(app, workspace_id, deployment_id, first as u64).await?;
+    Ok(rows.into_iter().map(FlowRun).collect())
+}
+
+pub async fn workspace_alerts(
+    ctx: &Context<'_>,
+    workspace_id: Uuid,
+    first: i32,
+    kinds: Option<Vec<AlertKind>>,
+) -> AppResult<Vec<RunAlert>> {
+    if !(0..=200).contains(&first) {
+        return Err(AppError::bad_input("first", "must be between 0 and 200"));
+    }
+    let rows = domain_runs::alerts(
+        ctx.app()?,
+        ctx.viewer()?,
+        workspace_id,
+        kinds.map(|k| k.into_iter().map(Into::into).collect()),
+        first as u64,
+    )
+    .await?;
+    Ok(rows.into_iter().map(RunAlert).collect())
+}
+
+#[derive(InputObject)]
+pub struct CreateFlowRunInput {
+    flow_id: Uuid,
+    name: Option<String>,
+    parameters: Option<Json<serde_json::Value>>,
+    tags: Option<Vec<String>>,
+    idempotency_key: Option<String>,
+    state: Option<StateInput>,
+    deployment_id: Option<Uuid>,
+    work_queue_name: Option<String>,
+    retries: Option<i32>,
+    retry_delay_seconds: Option<i32>,
+}
+
+#[derive(InputObject)]
+pub struct CreateFlowRunFromDeploymentInput {
+    name: Option<String>,
+    parameters: Option<Json<serde_json::Value>>,
+    tags: Option<Vec<String>>,
+    idempotency_key: Option<String>,
+    state: Option<StateInput>,
+}
+
+#[derive(InputObject)]
+pub struct CreateTaskRunInput {
+    task_key: String,
+    dynamic_key: Option<String>,
+    name: Option<String>,
+    tags: Option<Vec<String>>,
+    upstream_task_run_ids: Option<Vec<Uuid>>,
+    state: Option<StateInput>,
+}
+
+#[derive(Default)]
+pub struct RunQuery;
+
+#[Object]
+impl RunQuery {
+    /// A flow run; null if absent or not accessible.
+    async fn flow_run(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Option<FlowRun>> {
+        Ok(domain_runs::get(ctx.app()?, ctx.viewer()?, id)
+            .await?
+            .map(FlowRun))
+    }
+
+    /// A task run; null if absent or not accessible.
+    async fn task_run(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Option<TaskRun>> {
+        Ok(domain_tasks::get(ctx.app()?, ctx.viewer()?, id)
+            .await?
+            .map(TaskRun))
+    }
+}
+
+#[derive(Default)]
+pub struct RunMutation;
+
+#[Object]
+impl RunMutation {
+    /// Creates a flow run. With an `idempotencyKey` already used for the flow, returns that run.
+    async fn create_flow_run(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: Uuid,
+        input: CreateFlowRunInput,
+    ) -> AppResult<FlowRun> {
+        let run = domain_runs::create(
+            ctx.app()?,
+            ctx.viewer()?,
+            workspace_id,
+            NewFlowRun {
+                flow_id: input.flow_id,
+                name: input.name,
+                parameters: input.parameters.map(|j| j.0),
+                tags: input.tags,
+                idempotency_key: input.idempotency_key,
+                state: input.state.map(Into::into),
+                deployment_id: input.deployment_id,
+                work_queue_name: input.work_queue_name,
+                retries: input.retries,
+                retry_delay_seconds: input.retry_delay_seconds,
+                auto_scheduled: false,
+            },
+        )
+        .await?;
+        Ok(FlowRun(run))
+    }
+
+    /// An ad-hoc run of a deployment: parameter overrides merged over the deployment's.
+    async fn create_flow_run_from_deployment(
+        &self,
+        ctx: &Context<'_>,
+        deployment_id: Uuid,
+        input: Option<CreateFlowRunFromDeploymentInput>,
+    ) -> AppResult<FlowRun> {
+        let input = input.map(|i| NewRunFromDeployment {
+            name: i.name,
+            parameters: i.parameters.map(|j| j.0),
+            tags: i.tags,
+            idempotency_key: i.idempotency_key,
+            state: i.state.map(Into::into),
+        });
+        let run = domain_runs::create_from_deployment(
+            ctx.app()?,
+            ctx.viewer()?,
+            deployment_id,
+            input.unwrap_or_default(),
+        )
+        .await?;
+        Ok(FlowRun(run))
+    }
+
+    async fn set_flow_run_state(
+        &self,
+        ctx: &Context<'_>,
+        flow_run_id: Uuid,
+        state: StateInput,
+        #[graphql(default = false)] force: bool,
+    ) -> AppResult<OrchestrationResult> {
+        let outcome =
+            domain_runs::set_state(ctx.app()?, ctx.viewer()?, flow_run_id, state.into(), force)
+                .await?;
+        Ok(OrchestrationResult(outcome))
+    }
+
+    async fn create_task_run(
+        &self,
+        ctx: &Context<'_>,
+        flow_run_id: Uuid,
+        input: CreateTaskRunInput,
+    ) -> AppResult<TaskRun> {
+        let task = domain_tasks::create(
+            ctx.app()?,
+            ctx.viewer()?,
+            flow_run_id,
+            domain_tasks::NewTaskRun {
+                task_key: input.task_key,
+                dynamic_key: input.dynamic_key,
+                name: input.name,
+                tags: input.tags,
+                upstream_task_run_ids: input.upstream_task_run_ids,
+                state: input.state.map(Into::into),
+            },
+        )
+        .await?;
+        Ok(TaskRun(task))
+    }
+
+    async fn set_task_run_state(
+        &self,
+        ctx: &Context<'_>,
+        task_run_id: Uuid,
+        state: StateInput,
+        #[graphql(default = false)] force: bool,
+    ) -> AppResult<OrchestrationResult> {
+        let outcome =
+            domain_tasks::set_state(ctx.app()?, ctx.viewer()?, task_run_id, state.into(), force)
+                .await?;
+        Ok(OrchestrationResult(outcome))
+    }
+
+    /// Hands due `SCHEDULED` runs of the queue to the caller, moving them to `PENDING`.
+    async fn claim_flow_runs(
+        &self,
+        ctx: &Context<'_>,
+        work_queue_id: Uuid,
+        #[graphql(default = 10)] limit: i32,
+        scheduled_before: Option<DateTime<Utc>>,
+    ) -> AppResult<Vec<FlowRun>> {
+        let runs = claiming::claim(
+            ctx.app()?,
+            ctx.viewer()?,
+            work_queue_id,
+            limit,
+            scheduled_before,
+        )
+        .await?;
+        Ok(runs.into_iter().map(FlowRun).collect())
+    }
+}
