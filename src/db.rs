@@ -2,6 +2,8 @@
 //! concurrent writers queue instead of failing with "database is locked"; reads run in
 //! parallel under WAL. On PostgreSQL both handles share one pool.
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector};
@@ -14,6 +16,16 @@ pub struct Db {
     write: DatabaseConnection,
     backend: DbBackend,
     postgres_pool: Option<sqlx::PgPool>,
+    /// SQL statements run so far, for tests that prove a request costs a constant number.
+    statements: Arc<AtomicU64>,
+}
+
+fn counted(mut conn: DatabaseConnection, counter: &Arc<AtomicU64>) -> DatabaseConnection {
+    let counter = counter.clone();
+    conn.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    conn
 }
 
 impl Db {
@@ -26,12 +38,17 @@ impl Db {
                 .connect(url)
                 .await
                 .map_err(|e| format!("DATABASE_URL: cannot connect to PostgreSQL: {e}"))?;
-            let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+            let statements = Arc::new(AtomicU64::new(0));
+            let conn = counted(
+                SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                &statements,
+            );
             return Ok(Self {
                 read: conn.clone(),
                 write: conn,
                 backend: DbBackend::Postgres,
                 postgres_pool: Some(pool),
+                statements,
             });
         }
         let options = SqliteConnectOptions::from_str(url)
@@ -58,11 +75,13 @@ impl Db {
                 .await
                 .map_err(|e| format!("DATABASE_URL: cannot open SQLite database: {e}"))?
         };
+        let statements = Arc::new(AtomicU64::new(0));
         Ok(Self {
-            read: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
-            write: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+            read: counted(SqlxSqliteConnector::from_sqlx_sqlite_pool(reader), &statements),
+            write: counted(SqlxSqliteConnector::from_sqlx_sqlite_pool(writer), &statements),
             backend: DbBackend::Sqlite,
             postgres_pool: None,
+            statements,
         })
     }
 
@@ -82,6 +101,11 @@ impl Db {
 
     pub fn is_postgres(&self) -> bool {
         self.backend == DbBackend::Postgres
+    }
+
+    /// How many SQL statements this process has run through these connections.
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     /// The raw pool, for LISTEN/NOTIFY and advisory locks.
