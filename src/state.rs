@@ -6,7 +6,7 @@ use crate::auth::jwt::SessionKeys;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
-use crate::events::EventBus;
+use crate::events::{EventBus, Hub};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +15,9 @@ pub struct AppState {
     pub sessions: Arc<SessionKeys>,
     pub login_throttle: Arc<LoginThrottle>,
     pub events: EventBus,
+    pub hub: Hub,
+    /// Flips to `true` when the server starts shutting down (websockets close with 1001).
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -24,12 +27,16 @@ impl AppState {
             config.login_max_failures,
             Duration::from_secs(u64::from(config.login_throttle_seconds)),
         );
+        let events = EventBus::new();
+        let hub = Hub::new(db.clone(), events.clone());
         Self {
             db,
             config: Arc::new(config),
             sessions: Arc::new(sessions),
             login_throttle: Arc::new(login_throttle),
-            events: EventBus::new(),
+            events,
+            hub,
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }

@@ -117,3 +117,22 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> AppResult<Viewer
         credential: Credential::ApiKey(key_id),
     })
 }
+
+/// Whether the credential behind a viewer still works (for long-lived subscriptions).
+pub async fn still_valid(state: &AppState, viewer: &Viewer) -> AppResult<bool> {
+    let account = accounts::Entity::find_by_id(viewer.account_id)
+        .one(state.db.read())
+        .await?;
+    if account.is_none() {
+        return Ok(false);
+    }
+    match viewer.credential {
+        Credential::Session => Ok(true),
+        Credential::ApiKey(id) => {
+            let key = api_keys::Entity::find_by_id(id).one(state.db.read()).await?;
+            Ok(key.is_some_and(|k| {
+                k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > Utc::now())
+            }))
+        }
+    }
+}

@@ -59,6 +59,8 @@ pub async fn create(
         description: Set(description),
         owner_id: Set(viewer.account_id),
         last_event_seq: Set(0),
+        events_pruned_seq: Set(0),
+        logs_pruned_seq: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     }

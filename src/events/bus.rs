@@ -1,17 +1,21 @@
-//! In-process notice that a workspace's event log grew. Writers call `committed` after their
-//! transaction commits; subscribers (and the replica bridge) listen.
+//! In-process notices: a workspace's event log grew, or someone's access changed. Writers call
+//! these after their transaction commits; the replica bridge repeats what other processes
+//! committed. Notices are only wake-up hints: the events themselves are read from the log.
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Committed {
-    pub workspace_id: Uuid,
-    pub last_seq: i64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Events up to `last_seq` are committed in the workspace.
+    Committed { workspace_id: Uuid, last_seq: i64 },
+    /// The account's access changed (removed from a workspace, API key revoked, workspace
+    /// deleted): its open subscriptions re-check their access now.
+    AccessChanged { account_id: Option<Uuid> },
 }
 
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Committed>,
+    sender: broadcast::Sender<Notice>,
 }
 
 impl Default for EventBus {
@@ -22,19 +26,27 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn new() -> Self {
-        let (sender, _) = broadcast::channel(4096);
+        let (sender, _) = broadcast::channel(8192);
         Self { sender }
     }
 
     pub fn committed(&self, workspace_id: Uuid, last_seq: i64) {
-        // No receiver is fine: nobody is watching.
-        let _ = self.sender.send(Committed {
+        self.publish(Notice::Committed {
             workspace_id,
             last_seq,
         });
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+    pub fn access_changed(&self, account_id: Option<Uuid>) {
+        self.publish(Notice::AccessChanged { account_id });
+    }
+
+    pub fn publish(&self, notice: Notice) {
+        // No receiver is fine: nobody is watching.
+        let _ = self.sender.send(notice);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.sender.subscribe()
     }
 }

@@ -2,6 +2,8 @@
 //! (`seq`) in the same transaction as the change. Cursors only grow, and because the counter
 //! row stays locked until commit, events of one workspace commit in cursor order.
 pub mod bus;
+pub mod feed;
+pub mod watch;
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ConnectionTrait, FromQueryResult, Set, ActiveModelTrait};
@@ -9,7 +11,8 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 
-pub use bus::EventBus;
+pub use bus::{EventBus, Notice};
+pub use feed::{Hub, LiveItem};
 
 pub const KIND_FLOW_RUN_STATE: &str = "flow_run_state";
 pub const KIND_TASK_RUN_STATE: &str = "task_run_state";

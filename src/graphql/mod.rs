@@ -2,13 +2,14 @@
 //! mutation / subscription roots, split by domain and merged here.
 pub mod accounts;
 pub mod context;
+pub mod live;
 pub mod loaders;
 pub mod logs;
 pub mod pagination;
 pub mod runs;
 pub mod workspaces;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::state::AppState;
 
@@ -29,7 +30,10 @@ pub struct MutationRoot(
     logs::LogMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(live::LiveSubscription);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
 pub const MAX_DEPTH: usize = 15;
@@ -39,7 +43,7 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
