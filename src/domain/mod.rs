@@ -4,7 +4,12 @@
 pub mod access;
 pub mod accounts;
 pub mod collaborators;
+pub mod deployments;
+pub mod flows;
+pub mod schedules;
+pub mod storage;
 pub mod validate;
+pub mod work_queues;
 pub mod workspaces;
 
 pub use access::Role;
