@@ -2,8 +2,12 @@
 //! mutation / subscription roots, split by domain and merged here.
 pub mod accounts;
 pub mod context;
+pub mod deployments;
+pub mod flows;
 pub mod loaders;
 pub mod pagination;
+pub mod storage;
+pub mod work_queues;
 pub mod workspaces;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
@@ -13,10 +17,21 @@ use crate::state::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(accounts::AccountQuery, workspaces::WorkspaceQuery);
+pub struct QueryRoot(
+    accounts::AccountQuery,
+    workspaces::WorkspaceQuery,
+    deployments::DeploymentQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutation, workspaces::WorkspaceMutation);
+pub struct MutationRoot(
+    accounts::AccountMutation,
+    workspaces::WorkspaceMutation,
+    flows::FlowMutation,
+    deployments::DeploymentMutation,
+    storage::StorageMutation,
+    work_queues::WorkQueueMutation,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
