@@ -23,15 +23,30 @@ pub struct Config {
     pub late_after_seconds: u32,
 
     /// Workspaces one account may own.
-    #[arg(long, env = "FLOWCLOUD_MAX_WORKSPACES_PER_ACCOUNT", value_name = "FLOWCLOUD_MAX_WORKSPACES_PER_ACCOUNT", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "FLOWCLOUD_MAX_WORKSPACES_PER_ACCOUNT",
+        value_name = "FLOWCLOUD_MAX_WORKSPACES_PER_ACCOUNT",
+        default_value_t = 1
+    )]
     pub max_workspaces_per_account: u32,
 
     /// Collaborators (pending invitations included) per workspace.
-    #[arg(long, env = "FLOWCLOUD_MAX_COLLABORATORS_PER_WORKSPACE", value_name = "FLOWCLOUD_MAX_COLLABORATORS_PER_WORKSPACE", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "FLOWCLOUD_MAX_COLLABORATORS_PER_WORKSPACE",
+        value_name = "FLOWCLOUD_MAX_COLLABORATORS_PER_WORKSPACE",
+        default_value_t = 3
+    )]
     pub max_collaborators_per_workspace: u32,
 
     /// Tracing filter (e.g. `info`, `flowcloud=debug`).
-    #[arg(long, env = "FLOWCLOUD_LOG", value_name = "FLOWCLOUD_LOG", default_value = "info")]
+    #[arg(
+        long,
+        env = "FLOWCLOUD_LOG",
+        value_name = "FLOWCLOUD_LOG",
+        default_value = "info"
+    )]
     pub log: String,
 
     /// Lifetime of a session token in seconds.
@@ -39,7 +54,12 @@ pub struct Config {
     pub session_ttl_seconds: u32,
 
     /// Allowed CORS origins, comma-separated, or `*` for any.
-    #[arg(long, env = "FLOWCLOUD_CORS_ORIGINS", value_name = "FLOWCLOUD_CORS_ORIGINS", default_value = "*")]
+    #[arg(
+        long,
+        env = "FLOWCLOUD_CORS_ORIGINS",
+        value_name = "FLOWCLOUD_CORS_ORIGINS",
+        default_value = "*"
+    )]
     pub cors_origins: String,
 
     /// Base URL the GraphiQL page loads its scripts and styles from (an offline site serves its own copy).

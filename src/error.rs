@@ -11,10 +11,16 @@ pub enum AppError {
     Unauthenticated(String),
     Forbidden(String),
     NotFound(String),
-    BadInput { field: String, message: String },
+    BadInput {
+        field: String,
+        message: String,
+    },
     Conflict(String),
     LimitExceeded(String),
-    RateLimited { message: String, retry_after_seconds: u64 },
+    RateLimited {
+        message: String,
+        retry_after_seconds: u64,
+    },
     QueryTooComplex(String),
     Internal(String),
 }

@@ -4,7 +4,11 @@ use flowcloud::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "flowcloud", version, about = "A self-hostable orchestration cloud (GraphQL API server)")]
+#[command(
+    name = "flowcloud",
+    version,
+    about = "A self-hostable orchestration cloud (GraphQL API server)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -84,11 +84,17 @@ enum Settings {
 }
 
 fn ts(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).timestamp_with_time_zone().not_null().to_owned()
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
 }
 
 fn ts_null(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).timestamp_with_time_zone().null().to_owned()
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .null()
+        .to_owned()
 }
 
 fn text(col: impl IntoIden) -> ColumnDef {
@@ -134,7 +140,12 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(ProfileImages::Table)
-                .col(ColumnDef::new(ProfileImages::Id).uuid().not_null().primary_key())
+                .col(
+                    ColumnDef::new(ProfileImages::Id)
+                        .uuid()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(ProfileImages::AccountId).uuid().not_null())
                 .col(text(ProfileImages::ContentType))
                 .col(ColumnDef::new(ProfileImages::Data).blob().not_null())
@@ -199,7 +210,12 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Workspaces::Table)
-                .col(ColumnDef::new(Workspaces::Id).uuid().not_null().primary_key())
+                .col(
+                    ColumnDef::new(Workspaces::Id)
+                        .uuid()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(text(Workspaces::Handle))
                 .col(text(Workspaces::Name))
                 .col(ColumnDef::new(Workspaces::Description).text().null())
@@ -242,8 +258,16 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(WorkspaceMembers::Table)
-                .col(ColumnDef::new(WorkspaceMembers::WorkspaceId).uuid().not_null())
-                .col(ColumnDef::new(WorkspaceMembers::AccountId).uuid().not_null())
+                .col(
+                    ColumnDef::new(WorkspaceMembers::WorkspaceId)
+                        .uuid()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(WorkspaceMembers::AccountId)
+                        .uuid()
+                        .not_null(),
+                )
                 .col(text(WorkspaceMembers::Role))
                 .col(ts(WorkspaceMembers::JoinedAt))
                 .primary_key(
@@ -278,7 +302,12 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Invitations::Table)
-                .col(ColumnDef::new(Invitations::Id).uuid().not_null().primary_key())
+                .col(
+                    ColumnDef::new(Invitations::Id)
+                        .uuid()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Invitations::WorkspaceId).uuid().not_null())
                 .col(text(Invitations::Email))
                 .col(text(Invitations::Role))
@@ -323,7 +352,12 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Settings::Table)
-                .col(ColumnDef::new(Settings::Key).text().not_null().primary_key())
+                .col(
+                    ColumnDef::new(Settings::Key)
+                        .text()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(text(Settings::Value))
                 .to_owned(),
         )

@@ -279,8 +279,16 @@ impl MigrationTrait for Migration {
                     .col(workspace_id_col(Flows::WorkspaceId))
                     .col(ColumnDef::new(Flows::Name).text().not_null())
                     .col(ColumnDef::new(Flows::Tags).json().not_null())
-                    .col(ColumnDef::new(Flows::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Flows::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Flows::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Flows::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(&mut fk_workspace(
                         "fk_flows_workspace",
                         Flows::Table,
@@ -305,12 +313,21 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(StorageBlocks::Table)
-                    .col(ColumnDef::new(StorageBlocks::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(StorageBlocks::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(workspace_id_col(StorageBlocks::WorkspaceId))
                     .col(ColumnDef::new(StorageBlocks::Name).text().not_null())
                     .col(ColumnDef::new(StorageBlocks::Kind).text().not_null())
                     .col(ColumnDef::new(StorageBlocks::Settings).json().not_null())
-                    .col(ColumnDef::new(StorageBlocks::IsDefault).boolean().not_null())
+                    .col(
+                        ColumnDef::new(StorageBlocks::IsDefault)
+                            .boolean()
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(StorageBlocks::CreatedAt)
                             .timestamp_with_time_zone()
@@ -345,12 +362,21 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(WorkQueues::Table)
-                    .col(ColumnDef::new(WorkQueues::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(WorkQueues::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(workspace_id_col(WorkQueues::WorkspaceId))
                     .col(ColumnDef::new(WorkQueues::Name).text().not_null())
                     .col(ColumnDef::new(WorkQueues::Description).text().null())
                     .col(ColumnDef::new(WorkQueues::IsPaused).boolean().not_null())
-                    .col(ColumnDef::new(WorkQueues::ConcurrencyLimit).integer().null())
+                    .col(
+                        ColumnDef::new(WorkQueues::ConcurrencyLimit)
+                            .integer()
+                            .null(),
+                    )
                     .col(ColumnDef::new(WorkQueues::Tags).json().not_null())
                     .col(ColumnDef::new(WorkQueues::DeploymentIds).json().not_null())
                     .col(
@@ -392,7 +418,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Deployments::Table)
-                    .col(ColumnDef::new(Deployments::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Deployments::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(workspace_id_col(Deployments::WorkspaceId))
                     .col(ColumnDef::new(Deployments::FlowId).uuid().not_null())
                     .col(ColumnDef::new(Deployments::Name).text().not_null())
@@ -410,7 +441,11 @@ impl MigrationTrait for Migration {
                     )
                     .col(ColumnDef::new(Deployments::ScheduleRrule).text().null())
                     .col(ColumnDef::new(Deployments::ScheduleTimezone).text().null())
-                    .col(ColumnDef::new(Deployments::IsScheduleActive).boolean().not_null())
+                    .col(
+                        ColumnDef::new(Deployments::IsScheduleActive)
+                            .boolean()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Deployments::Parameters).json().not_null())
                     .col(ColumnDef::new(Deployments::Tags).json().not_null())
                     .col(ColumnDef::new(Deployments::Entrypoint).text().null())
@@ -495,7 +530,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(FlowRuns::IdempotencyKey).text().null())
                     .col(ColumnDef::new(FlowRuns::AutoScheduled).boolean().not_null())
                     .col(ColumnDef::new(FlowRuns::Retries).integer().not_null())
-                    .col(ColumnDef::new(FlowRuns::RetryDelaySeconds).integer().not_null())
+                    .col(
+                        ColumnDef::new(FlowRuns::RetryDelaySeconds)
+                            .integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(FlowRuns::RunCount).integer().not_null())
                     .col(ColumnDef::new(FlowRuns::TotalRunTime).double().not_null())
                     .col(
@@ -503,8 +542,16 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .null(),
                     )
-                    .col(ColumnDef::new(FlowRuns::StartTime).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(FlowRuns::EndTime).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(FlowRuns::StartTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(FlowRuns::EndTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(FlowRuns::StateId).uuid().not_null())
                     .col(ColumnDef::new(FlowRuns::StateType).text().not_null())
                     .col(ColumnDef::new(FlowRuns::StateName).text().not_null())
@@ -619,7 +666,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(FlowRunStates::Table)
-                    .col(ColumnDef::new(FlowRunStates::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(FlowRunStates::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(workspace_id_col(FlowRunStates::WorkspaceId))
                     .col(ColumnDef::new(FlowRunStates::FlowRunId).uuid().not_null())
                     .col(ColumnDef::new(FlowRunStates::Type).text().not_null())
@@ -676,8 +728,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(TaskRuns::Tags).json().not_null())
                     .col(ColumnDef::new(TaskRuns::RunCount).integer().not_null())
                     .col(ColumnDef::new(TaskRuns::TotalRunTime).double().not_null())
-                    .col(ColumnDef::new(TaskRuns::StartTime).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(TaskRuns::EndTime).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(TaskRuns::StartTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(TaskRuns::EndTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(TaskRuns::StateId).uuid().not_null())
                     .col(ColumnDef::new(TaskRuns::StateType).text().not_null())
                     .col(ColumnDef::new(TaskRuns::StateName).text().not_null())
@@ -745,7 +805,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(TaskRunStates::Table)
-                    .col(ColumnDef::new(TaskRunStates::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(TaskRunStates::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(workspace_id_col(TaskRunStates::WorkspaceId))
                     .col(ColumnDef::new(TaskRunStates::TaskRunId).uuid().not_null())
                     .col(ColumnDef::new(TaskRunStates::Type).text().not_null())
@@ -793,14 +858,22 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(TaskRunDependencies::Table)
-                    .col(ColumnDef::new(TaskRunDependencies::TaskRunId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(TaskRunDependencies::TaskRunId)
+                            .uuid()
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(TaskRunDependencies::UpstreamTaskRunId)
                             .uuid()
                             .not_null(),
                     )
                     .col(workspace_id_col(TaskRunDependencies::WorkspaceId))
-                    .col(ColumnDef::new(TaskRunDependencies::FlowRunId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(TaskRunDependencies::FlowRunId)
+                            .uuid()
+                            .not_null(),
+                    )
                     .primary_key(
                         Index::create()
                             .name("pk_task_run_dependencies")
@@ -870,7 +943,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Logs::Level).integer().not_null())
                     .col(ColumnDef::new(Logs::Name).text().not_null())
                     .col(ColumnDef::new(Logs::Message).text().not_null())
-                    .col(ColumnDef::new(Logs::Timestamp).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Logs::Timestamp)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(&mut fk_workspace(
                         "fk_logs_workspace",
                         Logs::Table,
@@ -929,7 +1006,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(RunAlerts::Table)
-                    .col(ColumnDef::new(RunAlerts::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(RunAlerts::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(workspace_id_col(RunAlerts::WorkspaceId))
                     .col(ColumnDef::new(RunAlerts::Seq).big_integer().not_null())
                     .col(ColumnDef::new(RunAlerts::FlowRunId).uuid().not_null())
@@ -1043,7 +1125,11 @@ impl MigrationTrait for Migration {
                     .table(Leases::Table)
                     .col(ColumnDef::new(Leases::Name).text().not_null().primary_key())
                     .col(ColumnDef::new(Leases::Holder).text().not_null())
-                    .col(ColumnDef::new(Leases::ExpiresAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Leases::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;

@@ -5,13 +5,18 @@ pub mod access;
 pub mod accounts;
 pub mod claiming;
 pub mod collaborators;
+pub mod deployments;
 pub mod flow_runs;
+pub mod flows;
 pub mod logs;
 pub mod orchestration;
 pub mod runs_common;
+pub mod schedules;
 pub mod states;
+pub mod storage;
 pub mod task_runs;
 pub mod validate;
+pub mod work_queues;
 pub mod workspaces;
 
 pub use access::Role;

@@ -29,7 +29,10 @@ pub fn password(field: &str, value: &str) -> AppResult<()> {
         return Err(AppError::bad_input(field, "must be at least 8 characters"));
     }
     if len > 1024 {
-        return Err(AppError::bad_input(field, "must be at most 1024 characters"));
+        return Err(AppError::bad_input(
+            field,
+            "must be at most 1024 characters",
+        ));
     }
     Ok(())
 }
@@ -78,8 +81,69 @@ fn bounded_text(field: &str, value: &str, max: usize) -> AppResult<String> {
             format!("must be at most {max} characters"),
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AppError::bad_input(field, "must not contain control characters"));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
+}
+
+pub const TAGS_MAX: usize = 50;
+pub const TAG_MAX: usize = 100;
+
+/// Tags: each trimmed, 1..=100 characters, at most 50; duplicates dropped, order kept.
+pub fn tags(field: &str, values: Vec<String>) -> AppResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for value in values {
+        let value = name(field, &value, TAG_MAX)?;
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    if out.len() > TAGS_MAX {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {TAGS_MAX} tags are allowed"),
+        ));
+    }
+    Ok(out)
+}
+
+/// A JSON object (not an array, string, …) whose serialized form is at most `max_bytes`.
+pub fn json_object(
+    field: &str,
+    value: serde_json::Value,
+    max_bytes: usize,
+) -> AppResult<serde_json::Value> {
+    if !value.is_object() {
+        return Err(AppError::bad_input(field, "must be a JSON object"));
+    }
+    let size = serde_json::to_vec(&value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > max_bytes {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {max_bytes} bytes of JSON"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Reads a JSON array of strings as stored in `tags`-like columns (anything else is skipped).
+pub fn stored_strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -3,8 +3,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use entity::{accounts, workspaces};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use entity::{accounts, deployments, flows, storage_blocks, workspaces};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -28,6 +28,10 @@ pub struct Loaders {
     pub upstream_task_runs: DataLoader<runs::UpstreamLoader>,
     pub task_run_pages: DataLoader<runs::TaskRunPageLoader>,
     pub task_run_counts: DataLoader<runs::TaskRunCountLoader>,
+    pub flows: DataLoader<FlowLoader>,
+    pub deployments: DataLoader<DeploymentLoader>,
+    pub deployments_by_flow: DataLoader<DeploymentsByFlowLoader>,
+    pub storage_blocks: DataLoader<StorageBlockLoader>,
 }
 
 impl Loaders {
@@ -41,6 +45,13 @@ impl Loaders {
             upstream_task_runs: DataLoader::new(runs::UpstreamLoader(state.clone()), tokio::spawn),
             task_run_pages: DataLoader::new(runs::TaskRunPageLoader(state.clone()), tokio::spawn),
             task_run_counts: DataLoader::new(runs::TaskRunCountLoader(state.clone()), tokio::spawn),
+            flows: DataLoader::new(FlowLoader(state.clone()), tokio::spawn),
+            deployments: DataLoader::new(DeploymentLoader(state.clone()), tokio::spawn),
+            deployments_by_flow: DataLoader::new(
+                DeploymentsByFlowLoader(state.clone()),
+                tokio::spawn,
+            ),
+            storage_blocks: DataLoader::new(StorageBlockLoader(state.clone()), tokio::spawn),
         }
     }
 }
@@ -291,5 +302,79 @@ pub mod runs {
                 .map_err(load_error)?;
             Ok(rows.into_iter().collect())
         }
+    }
+}
+
+/// Flow by id (the flow of a deployment or run).
+pub struct FlowLoader(AppState);
+
+impl Loader<Uuid> for FlowLoader {
+    type Value = flows::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = flows::Entity::find()
+            .filter(flows::Column::Id.is_in(keys.iter().copied()))
+            .all(self.0.db.read())
+            .await
+            .map_err(load_error)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+/// Deployment by id (the deployment of a run).
+pub struct DeploymentLoader(AppState);
+
+impl Loader<Uuid> for DeploymentLoader {
+    type Value = deployments::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = deployments::Entity::find()
+            .filter(deployments::Column::Id.is_in(keys.iter().copied()))
+            .all(self.0.db.read())
+            .await
+            .map_err(load_error)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+/// A flow's deployments (flow id → its deployments by name).
+pub struct DeploymentsByFlowLoader(AppState);
+
+impl Loader<Uuid> for DeploymentsByFlowLoader {
+    type Value = Vec<deployments::Model>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = deployments::Entity::find()
+            .filter(deployments::Column::FlowId.is_in(keys.iter().copied()))
+            .order_by_asc(deployments::Column::Name)
+            .all(self.0.db.read())
+            .await
+            .map_err(load_error)?;
+        let mut by_flow: HashMap<Uuid, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            by_flow.entry(row.flow_id).or_default().push(row);
+        }
+        Ok(by_flow)
+    }
+}
+
+/// Storage block by id (the storage of a deployment).
+pub struct StorageBlockLoader(AppState);
+
+impl Loader<Uuid> for StorageBlockLoader {
+    type Value = storage_blocks::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = storage_blocks::Entity::find()
+            .filter(storage_blocks::Column::Id.is_in(keys.iter().copied()))
+            .all(self.0.db.read())
+            .await
+            .map_err(load_error)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 }

@@ -2,11 +2,15 @@
 //! mutation / subscription roots, split by domain and merged here.
 pub mod accounts;
 pub mod context;
+pub mod deployments;
+pub mod flows;
 pub mod live;
 pub mod loaders;
 pub mod logs;
 pub mod pagination;
 pub mod runs;
+pub mod storage;
+pub mod work_queues;
 pub mod workspaces;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
@@ -20,6 +24,7 @@ pub struct QueryRoot(
     accounts::AccountQuery,
     workspaces::WorkspaceQuery,
     runs::RunQuery,
+    deployments::DeploymentQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -28,6 +33,10 @@ pub struct MutationRoot(
     workspaces::WorkspaceMutation,
     runs::RunMutation,
     logs::LogMutation,
+    flows::FlowMutation,
+    deployments::DeploymentMutation,
+    storage::StorageMutation,
+    work_queues::WorkQueueMutation,
 );
 
 #[derive(MergedSubscription, Default)]

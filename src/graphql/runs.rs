@@ -244,6 +244,27 @@ impl FlowRun {
     async fn name(&self) -> &str {
         &self.0.name
     }
+    async fn flow(&self, ctx: &Context<'_>) -> AppResult<super::flows::Flow> {
+        ctx.loaders()?
+            .flows
+            .load_one(self.0.flow_id)
+            .await
+            .map_err(load_err)?
+            .map(super::flows::Flow)
+            .ok_or_else(|| AppError::not_found("flow"))
+    }
+    async fn deployment(&self, ctx: &Context<'_>) -> AppResult<Option<super::deployments::Deployment>> {
+        let Some(id) = self.0.deployment_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()?
+            .deployments
+            .load_one(id)
+            .await
+            .map_err(load_err)?
+            .map(super::deployments::Deployment))
+    }
     async fn work_queue_name(&self) -> Option<&str> {
         self.0.work_queue_name.as_deref()
     }
@@ -708,6 +729,27 @@ pub async fn workspace_flow_runs(
         workspace_id,
         &filter.unwrap_or_default().into(),
         sort.unwrap_or_default().into(),
+        args.first,
+        args.after,
+    )
+    .await?;
+    Ok(FlowRunConnection(page))
+}
+
+/// Runs under an object the viewer already reads (a flow or deployment).
+pub async fn nested_flow_runs(
+    ctx: &Context<'_>,
+    workspace_id: Uuid,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: FlowRunFilter,
+) -> AppResult<FlowRunConnection> {
+    let args = PageArgs::parse(first, after)?;
+    let page = domain_runs::list_unchecked(
+        ctx.app()?,
+        workspace_id,
+        &filter.into(),
+        DomainSort::default(),
         args.first,
         args.after,
     )

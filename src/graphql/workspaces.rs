@@ -171,6 +171,42 @@ impl Workspace {
                 .await?;
         Ok(rows.into_iter().map(Invitation).collect())
     }
+    async fn flows(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> AppResult<super::flows::FlowConnection> {
+        super::flows::workspace_flows(ctx, self.model.id, first, after).await
+    }
+    async fn flow(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<Uuid>,
+        name: Option<String>,
+    ) -> AppResult<Option<super::flows::Flow>> {
+        super::flows::workspace_flow(ctx, self.model.id, id, name).await
+    }
+    async fn deployments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> AppResult<super::deployments::DeploymentConnection> {
+        super::deployments::workspace_deployments(ctx, self.model.id, first, after).await
+    }
+    async fn storage_blocks(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Vec<super::storage::StorageBlock>> {
+        super::storage::workspace_storage_blocks(ctx, self.model.id).await
+    }
+    async fn work_queues(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Vec<super::work_queues::WorkQueue>> {
+        super::work_queues::workspace_work_queues(ctx, self.model.id).await
+    }
 }
 
 pub struct Collaborator(pub workspace_members::Model);

@@ -1,0 +1,8 @@
+//! The integration test suite: one binary, the real server on port 0, a fresh database per test
+//! (SQLite by default, PostgreSQL when `TEST_DATABASE_URL` is set).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod accounts;
+mod catalog;
