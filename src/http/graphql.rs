@@ -98,13 +98,18 @@ pub async fn graphql_post(
     let Some(kind) = negotiate(&headers) else {
         return not_acceptable();
     };
+    // Kept as sent: a multipart boundary is case-sensitive. Only the media type is lower-cased.
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
         .unwrap_or("")
+        .trim()
         .to_ascii_lowercase();
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    let request = match media {
+    let request = match media.as_str() {
         APPLICATION_JSON | GRAPHQL_RESPONSE_JSON => {
             let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
                 Ok(b) => b,
@@ -140,11 +145,14 @@ pub async fn graphql_post(
                 Ok(b) => b,
                 Err(_) => return too_large(kind, "image: must be at most 1 MiB"),
             };
+            // async-graphql applies `max_file_size` to the whole stream (framing and the
+            // operations part included), so a 1 MiB image would not fit: the body limit above
+            // bounds the request, and the resolver refuses an image over 1 MiB by its size.
             let options = MultipartOptions::default()
-                .max_file_size(MAX_IMAGE_BYTES)
+                .max_file_size(MAX_UPLOAD_BODY_BYTES)
                 .max_num_files(1);
             match async_graphql::http::receive_body(
-                Some(content_type.as_str()),
+                Some(content_type),
                 futures_util::io::Cursor::new(bytes.to_vec()),
                 options,
             )
