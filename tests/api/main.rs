@@ -5,3 +5,5 @@
 mod helpers;
 
 mod accounts;
+mod collaborators;
+mod workspaces;
