@@ -13,9 +13,11 @@ use crate::state::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(accounts::AccountQuery, workspaces::WorkspaceQuery);
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(accounts::AccountMutation, workspaces::WorkspaceMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use async_graphql::http::MultipartOptions;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{BaseType, DocumentOperations, OperationType, Type};
 use async_graphql::{ErrorExtensionValues, Request, Response as GqlResponse, Variables};
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Query, State};
@@ -334,6 +334,13 @@ async fn execute(
     request: Request,
     kind: ResponseKind,
 ) -> Response {
+    if let Err(message) = check_variables(&request) {
+        let status = match kind {
+            ResponseKind::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            ResponseKind::Json => StatusCode::OK,
+        };
+        return error_response(status, kind, "BAD_USER_INPUT", &message);
+    }
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -393,5 +400,62 @@ pub fn assign_error_codes(response: &mut GqlResponse) {
             .extensions
             .get_or_insert_with(ErrorExtensionValues::default)
             .set("code", code);
+    }
+}
+
+/// Variable coercion that async-graphql leaves to execution time (a required variable left out,
+/// a malformed `UUID` or `DateTime`), so that it is answered as a request error (400 for
+/// `application/graphql-response+json`) rather than a field error after a partial run.
+/// Anything this does not recognise is left to the executor, which still refuses it.
+fn check_variables(request: &Request) -> Result<(), String> {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return Ok(());
+    };
+    let operation = match &document.operations {
+        DocumentOperations::Single(op) => &op.node,
+        DocumentOperations::Multiple(ops) => {
+            match request.operation_name.as_deref().and_then(|n| ops.get(n)) {
+                Some(op) => &op.node,
+                None => return Ok(()),
+            }
+        }
+    };
+    for definition in &operation.variable_definitions {
+        let definition = &definition.node;
+        let name = definition.name.node.as_str();
+        let ty = &definition.var_type.node;
+        match request.variables.get(name) {
+            None | Some(async_graphql::Value::Null) => {
+                if !ty.nullable && definition.default_value.is_none() {
+                    return Err(format!(
+                        "variable ${name} of required type {ty} was not provided"
+                    ));
+                }
+            }
+            Some(value) => {
+                if !value_fits(ty, value) {
+                    return Err(format!("variable ${name} is not a valid {ty}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn value_fits(ty: &Type, value: &async_graphql::Value) -> bool {
+    use async_graphql::Value;
+    match (&ty.base, value) {
+        (_, Value::Null) => ty.nullable,
+        (BaseType::List(inner), Value::List(items)) => items.iter().all(|v| value_fits(inner, v)),
+        // A single value stands for a one-element list.
+        (BaseType::List(inner), single) => value_fits(inner, single),
+        (BaseType::Named(name), value) => match name.as_str() {
+            "UUID" => matches!(value, Value::String(s) if uuid::Uuid::parse_str(s).is_ok()),
+            "DateTime" => matches!(
+                value,
+                Value::String(s) if s.parse::<chrono::DateTime<chrono::Utc>>().is_ok()
+            ),
+            _ => true,
+        },
     }
 }

@@ -6,4 +6,6 @@ mod helpers;
 
 mod accounts;
 mod collaborators;
+mod errors;
+mod http;
 mod workspaces;
