@@ -22,8 +22,9 @@ pub struct MutationRoot(accounts::AccountMutation, workspaces::WorkspaceMutation
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-/// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
-pub const MAX_DEPTH: usize = 15;
+/// Exactly deep enough for GraphiQL's introspection query (13: `__schema { types { fields {
+/// args { type { ofType ×7 { name } } } } } }`), so that deeper introspection abuse is refused.
+pub const MAX_DEPTH: usize = 13;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
