@@ -8,4 +8,5 @@ mod accounts;
 mod collaborators;
 mod errors;
 mod http;
+mod schema_file;
 mod workspaces;
