@@ -51,5 +51,8 @@ pub fn hash(secret: &str) -> String {
 }
 
 pub fn matches(presented: &str, stored_hash: &str) -> bool {
-    hash(presented).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+    hash(presented)
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
 }

@@ -27,11 +27,7 @@ impl LoginThrottle {
             .filter(|(count, since)| {
                 *count >= self.max_failures && now.duration_since(*since) < self.window
             })
-            .map(|(_, since)| {
-                (self.window - now.duration_since(*since))
-                    .as_secs()
-                    .max(1)
-            })
+            .map(|(_, since)| (self.window - now.duration_since(*since)).as_secs().max(1))
             .max()
     }
 

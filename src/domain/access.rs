@@ -29,7 +29,9 @@ impl Role {
             "VIEWER" => Ok(Role::Viewer),
             "EDITOR" => Ok(Role::Editor),
             "OWNER" => Ok(Role::Owner),
-            other => Err(AppError::internal(format!("unknown role in database: {other}"))),
+            other => Err(AppError::internal(format!(
+                "unknown role in database: {other}"
+            ))),
         }
     }
 

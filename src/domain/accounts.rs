@@ -282,9 +282,7 @@ async fn ensure_handle_free(
         .one(conn)
         .await?;
     match holder {
-        Some(a) if Some(a.id) != except => {
-            Err(AppError::Conflict("this handle is taken".into()))
-        }
+        Some(a) if Some(a.id) != except => Err(AppError::Conflict("this handle is taken".into())),
         _ => Ok(()),
     }
 }

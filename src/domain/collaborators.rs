@@ -197,7 +197,14 @@ pub async fn revoke(
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("invitation"))?;
-    require_role(&txn, viewer, invitation.workspace_id, Role::Owner, "invitation").await?;
+    require_role(
+        &txn,
+        viewer,
+        invitation.workspace_id,
+        Role::Owner,
+        "invitation",
+    )
+    .await?;
     if InvitationStatus::of(&invitation) == InvitationStatus::Accepted {
         return Err(AppError::Conflict(
             "an accepted invitation cannot be revoked; remove the collaborator instead".into(),

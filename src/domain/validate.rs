@@ -29,7 +29,10 @@ pub fn password(field: &str, value: &str) -> AppResult<()> {
         return Err(AppError::bad_input(field, "must be at least 8 characters"));
     }
     if len > 1024 {
-        return Err(AppError::bad_input(field, "must be at most 1024 characters"));
+        return Err(AppError::bad_input(
+            field,
+            "must be at most 1024 characters",
+        ));
     }
     Ok(())
 }
@@ -78,8 +81,14 @@ fn bounded_text(field: &str, value: &str, max: usize) -> AppResult<String> {
             format!("must be at most {max} characters"),
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AppError::bad_input(field, "must not contain control characters"));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
 }

@@ -192,10 +192,7 @@ pub async fn get(
 }
 
 /// Reads a workspace the caller has already been checked against.
-pub async fn find(
-    conn: &impl sea_orm::ConnectionTrait,
-    id: Uuid,
-) -> AppResult<workspaces::Model> {
+pub async fn find(conn: &impl sea_orm::ConnectionTrait, id: Uuid) -> AppResult<workspaces::Model> {
     workspaces::Entity::find_by_id(id)
         .one(conn)
         .await?

@@ -36,7 +36,9 @@ impl Account {
     async fn api_keys(&self, ctx: &Context<'_>) -> AppResult<Vec<ApiKey>> {
         let viewer = ctx.viewer()?;
         if viewer.account_id != self.0.id {
-            return Err(AppError::forbidden("only the account itself may list its API keys"));
+            return Err(AppError::forbidden(
+                "only the account itself may list its API keys",
+            ));
         }
         let keys = accounts::list_api_keys(ctx.app()?, self.0.id).await?;
         Ok(keys.into_iter().map(ApiKey).collect())
@@ -182,13 +184,9 @@ impl AccountMutation {
             .value(ctx)
             .map_err(|_| AppError::bad_input("image", "no file was sent for this variable"))?;
         let mut bytes = Vec::new();
-        let mut file = tokio::fs::File::from_std(
-            upload
-                .content
-                .try_clone()
-                .map_err(AppError::internal)?,
-        )
-        .take(MAX_IMAGE_BYTES as u64 + 1);
+        let mut file =
+            tokio::fs::File::from_std(upload.content.try_clone().map_err(AppError::internal)?)
+                .take(MAX_IMAGE_BYTES as u64 + 1);
         file.read_to_end(&mut bytes)
             .await
             .map_err(AppError::internal)?;
@@ -216,4 +214,3 @@ impl AccountMutation {
         Ok(ApiKey(key))
     }
 }
-

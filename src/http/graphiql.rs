@@ -4,12 +4,24 @@ use serde_json::json;
 /// The example operations, in the order their tabs appear. A test checks that every file in
 /// `playground/` is listed here and that each one runs.
 pub const PLAYGROUND: &[(&str, &str)] = &[
-    ("sign-up", include_str!("../../playground/01-sign-up.graphql")),
+    (
+        "sign-up",
+        include_str!("../../playground/01-sign-up.graphql"),
+    ),
     ("log-in", include_str!("../../playground/02-log-in.graphql")),
     ("me", include_str!("../../playground/03-me.graphql")),
-    ("create-workspace", include_str!("../../playground/04-create-workspace.graphql")),
-    ("invite", include_str!("../../playground/05-invite-collaborator.graphql")),
-    ("create-api-key", include_str!("../../playground/06-create-api-key.graphql")),
+    (
+        "create-workspace",
+        include_str!("../../playground/04-create-workspace.graphql"),
+    ),
+    (
+        "invite",
+        include_str!("../../playground/05-invite-collaborator.graphql"),
+    ),
+    (
+        "create-api-key",
+        include_str!("../../playground/06-create-api-key.graphql"),
+    ),
 ];
 
 pub fn page(assets_url: &str) -> String {

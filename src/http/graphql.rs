@@ -118,7 +118,12 @@ pub async fn graphql_post(
             match parse_json_request(&bytes) {
                 Ok(r) => r,
                 Err(message) => {
-                    return error_response(StatusCode::BAD_REQUEST, kind, "BAD_USER_INPUT", &message)
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        kind,
+                        "BAD_USER_INPUT",
+                        &message,
+                    )
                 }
             }
         }
@@ -195,8 +200,8 @@ fn too_large(kind: ResponseKind, message: &str) -> Response {
 
 /// Reads `{query, variables, operationName, extensions}` strictly; arrays (batches) are refused.
 fn parse_json_request(bytes: &[u8]) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("request body is not valid JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("request body is not valid JSON: {e}"))?;
     let serde_json::Value::Object(mut map) = value else {
         return Err(if value.is_array() {
             "batched requests are not supported; send one operation per request".into()
@@ -283,16 +288,15 @@ pub async fn graphql_get(
             .map(Some)
             .map_err(|_| format!("`{field}` must be JSON")),
     };
-    let request = parse_json("variables", params.variables)
-        .and_then(|variables| {
-            let extensions = parse_json("extensions", params.extensions)?;
-            build_request(
-                query.clone(),
-                variables,
-                params.operation_name.clone().map(serde_json::Value::String),
-                extensions,
-            )
-        });
+    let request = parse_json("variables", params.variables).and_then(|variables| {
+        let extensions = parse_json("extensions", params.extensions)?;
+        build_request(
+            query.clone(),
+            variables,
+            params.operation_name.clone().map(serde_json::Value::String),
+            extensions,
+        )
+    });
     let request = match request {
         Ok(r) => r,
         Err(message) => {
