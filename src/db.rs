@@ -77,8 +77,14 @@ impl Db {
         };
         let statements = Arc::new(AtomicU64::new(0));
         Ok(Self {
-            read: counted(SqlxSqliteConnector::from_sqlx_sqlite_pool(reader), &statements),
-            write: counted(SqlxSqliteConnector::from_sqlx_sqlite_pool(writer), &statements),
+            read: counted(
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+                &statements,
+            ),
+            write: counted(
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+                &statements,
+            ),
             backend: DbBackend::Sqlite,
             postgres_pool: None,
             statements,

@@ -10,10 +10,10 @@ pub mod config;
 pub mod db;
 /// The behaviour, one module per concept.
 pub mod domain;
-/// The event log and its live fan-out.
-pub mod events;
 /// The one error type and its mapping to `extensions.code`.
 pub mod error;
+/// The event log and its live fan-out.
+pub mod events;
 /// The GraphQL schema.
 pub mod graphql;
 /// The HTTP router and handlers.

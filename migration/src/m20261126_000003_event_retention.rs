@@ -21,12 +21,7 @@ impl MigrationTrait for Migration {
             m.alter_table(
                 Table::alter()
                     .table(Workspaces::Table)
-                    .add_column(
-                        ColumnDef::new(column)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
+                    .add_column(ColumnDef::new(column).big_integer().not_null().default(0))
                     .to_owned(),
             )
             .await?;

@@ -129,7 +129,9 @@ pub async fn still_valid(state: &AppState, viewer: &Viewer) -> AppResult<bool> {
     match viewer.credential {
         Credential::Session => Ok(true),
         Credential::ApiKey(id) => {
-            let key = api_keys::Entity::find_by_id(id).one(state.db.read()).await?;
+            let key = api_keys::Entity::find_by_id(id)
+                .one(state.db.read())
+                .await?;
             Ok(key.is_some_and(|k| {
                 k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > Utc::now())
             }))

@@ -108,8 +108,14 @@ pub async fn claim(
     let mut last_seq = None;
     for run in runs {
         let id = run.id;
-        let (outcome, seq) =
-            transition(&txn, run, &ProposedState::new(StateType::Pending), false, now).await?;
+        let (outcome, seq) = transition(
+            &txn,
+            run,
+            &ProposedState::new(StateType::Pending),
+            false,
+            now,
+        )
+        .await?;
         if outcome.status == SetStateStatus::Accept {
             claimed.push(id);
             last_seq = seq.or(last_seq);

@@ -55,7 +55,8 @@ pub struct NewFlowRun {
 
 /// A readable name like `brave-otter`.
 pub fn generate_name() -> String {
-    petname::petname(2, "-").unwrap_or_else(|| format!("run-{}", &Uuid::new_v4().simple().to_string()[..8]))
+    petname::petname(2, "-")
+        .unwrap_or_else(|| format!("run-{}", &Uuid::new_v4().simple().to_string()[..8]))
 }
 
 fn validate_new(input: &mut NewFlowRun) -> AppResult<()> {
@@ -64,7 +65,10 @@ fn validate_new(input: &mut NewFlowRun) -> AppResult<()> {
     }
     if let Some(key) = &input.idempotency_key {
         if key.is_empty() || key.len() > 200 {
-            return Err(AppError::bad_input("idempotencyKey", "must be 1-200 characters"));
+            return Err(AppError::bad_input(
+                "idempotencyKey",
+                "must be 1-200 characters",
+            ));
         }
     }
     if input.retries.is_some_and(|r| !(0..=100).contains(&r)) {
@@ -198,8 +202,14 @@ pub async fn create_from_deployment(
         .one(state.db.read())
         .await?
         .ok_or_else(|| AppError::not_found("deployment"))?;
-    require_role(state.db.read(), viewer, deployment.workspace_id, Role::Editor, "deployment")
-        .await?;
+    require_role(
+        state.db.read(),
+        viewer,
+        deployment.workspace_id,
+        Role::Editor,
+        "deployment",
+    )
+    .await?;
     let overrides = runs_common::parameters("parameters", input.parameters)?;
     let mut parameters = deployment.parameters.clone();
     if !parameters.is_object() {
@@ -581,7 +591,11 @@ async fn write_state(
         let message = format!(
             "flow run {} {}{}",
             run.name,
-            if kind == AlertKind::Failed { "failed" } else { "crashed" },
+            if kind == AlertKind::Failed {
+                "failed"
+            } else {
+                "crashed"
+            },
             new.message
                 .as_deref()
                 .map(|m| format!(": {m}"))
@@ -670,7 +684,11 @@ pub struct FlowRunFilter {
 }
 
 /// The filter as SQL, for the given database.
-pub fn filter_condition(workspace_id: Uuid, filter: &FlowRunFilter, backend: DbBackend) -> Condition {
+pub fn filter_condition(
+    workspace_id: Uuid,
+    filter: &FlowRunFilter,
+    backend: DbBackend,
+) -> Condition {
     use flow_runs::Column as C;
     let mut cond = Condition::all().add(C::WorkspaceId.eq(workspace_id));
     if let Some(ids) = &filter.flow_ids {
@@ -711,7 +729,9 @@ pub fn has_tag(table: &str, tag: &str, backend: DbBackend) -> SimpleExpr {
             [tag.to_owned()],
         ),
         _ => Expr::cust_with_values(
-            format!("EXISTS (SELECT 1 FROM json_each(\"{table}\".\"tags\") WHERE json_each.value = ?)"),
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(\"{table}\".\"tags\") WHERE json_each.value = ?)"
+            ),
             [tag.to_owned()],
         ),
     }
@@ -796,7 +816,10 @@ pub async fn list_unchecked(
     let has_previous_page = after.is_some();
     if let Some(parts) = after {
         let [key, id] = parts.as_slice() else {
-            return Err(AppError::bad_input("after", "not a cursor this server issued"));
+            return Err(AppError::bad_input(
+                "after",
+                "not a cursor this server issued",
+            ));
         };
         let id = Uuid::parse_str(id)
             .map_err(|_| AppError::bad_input("after", "not a cursor this server issued"))?;
@@ -807,10 +830,18 @@ pub async fn list_unchecked(
         let keyset = match order {
             Order::Asc => Condition::any()
                 .add(Expr::col(col).gt(key_value.clone()))
-                .add(Condition::all().add(Expr::col(col).eq(key_value)).add(C::Id.gt(id))),
+                .add(
+                    Condition::all()
+                        .add(Expr::col(col).eq(key_value))
+                        .add(C::Id.gt(id)),
+                ),
             _ => Condition::any()
                 .add(Expr::col(col).lt(key_value.clone()))
-                .add(Condition::all().add(Expr::col(col).eq(key_value)).add(C::Id.lt(id))),
+                .add(
+                    Condition::all()
+                        .add(Expr::col(col).eq(key_value))
+                        .add(C::Id.lt(id)),
+                ),
         };
         query = query.filter(keyset);
     }
@@ -951,7 +982,8 @@ pub async fn alerts(
 ) -> AppResult<Vec<run_alerts::Model>> {
     let db = state.db.read();
     require_role(db, viewer, workspace_id, Role::Viewer, "workspace").await?;
-    let mut query = run_alerts::Entity::find().filter(run_alerts::Column::WorkspaceId.eq(workspace_id));
+    let mut query =
+        run_alerts::Entity::find().filter(run_alerts::Column::WorkspaceId.eq(workspace_id));
     if let Some(kinds) = kinds {
         query = query.filter(run_alerts::Column::Kind.is_in(kinds.iter().map(|k| k.as_str())));
     }

@@ -89,7 +89,14 @@ pub async fn create(
         }
     }
     if lines.is_empty() {
-        require_role(state.db.read(), viewer, workspace_id, Role::Editor, "workspace").await?;
+        require_role(
+            state.db.read(),
+            viewer,
+            workspace_id,
+            Role::Editor,
+            "workspace",
+        )
+        .await?;
         return Ok(0);
     }
     let flow_run_ids: HashSet<Uuid> = lines.iter().map(|l| l.flow_run_id).collect();
@@ -184,7 +191,11 @@ pub struct LogQuery {
 }
 
 /// A page of a run's log lines. The caller has checked access to the run.
-pub async fn list(state: &AppState, query: &LogQuery, args: &PageArgs) -> AppResult<Page<logs::Model>> {
+pub async fn list(
+    state: &AppState,
+    query: &LogQuery,
+    args: &PageArgs,
+) -> AppResult<Page<logs::Model>> {
     let db = state.db.read();
     let mut base = logs::Entity::find().filter(logs::Column::FlowRunId.eq(query.flow_run_id));
     if let Some(task) = query.task_run_id {
@@ -205,13 +216,17 @@ pub async fn list(state: &AppState, query: &LogQuery, args: &PageArgs) -> AppRes
             .with_timezone(&Utc);
         let id = Uuid::parse_str(id).map_err(|_| invalid())?;
         let cond = if query.newest_first {
-            Condition::any()
-                .add(logs::Column::Timestamp.lt(at))
-                .add(Condition::all().add(logs::Column::Timestamp.eq(at)).add(logs::Column::Id.lt(id)))
+            Condition::any().add(logs::Column::Timestamp.lt(at)).add(
+                Condition::all()
+                    .add(logs::Column::Timestamp.eq(at))
+                    .add(logs::Column::Id.lt(id)),
+            )
         } else {
-            Condition::any()
-                .add(logs::Column::Timestamp.gt(at))
-                .add(Condition::all().add(logs::Column::Timestamp.eq(at)).add(logs::Column::Id.gt(id)))
+            Condition::any().add(logs::Column::Timestamp.gt(at)).add(
+                Condition::all()
+                    .add(logs::Column::Timestamp.eq(at))
+                    .add(logs::Column::Id.gt(id)),
+            )
         };
         page_query = page_query.filter(cond);
     }

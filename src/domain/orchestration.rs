@@ -108,8 +108,9 @@ pub fn decide(
 
     if from == StateType::Cancelling && !(to == StateType::Cancelled || to.is_terminal()) {
         return Decision::Reject {
-            reason: "the run is being cancelled; only CANCELLED or another terminal state may follow"
-                .into(),
+            reason:
+                "the run is being cancelled; only CANCELLED or another terminal state may follow"
+                    .into(),
         };
     }
 
@@ -308,7 +309,11 @@ mod tests {
     fn running_before_the_scheduled_time_waits_the_seconds_left() {
         let now = Utc::now();
         for from in [Scheduled, Pending] {
-            let f = facts(state(from, "Scheduled", Some(now + Duration::milliseconds(4_200))));
+            let f = facts(state(
+                from,
+                "Scheduled",
+                Some(now + Duration::milliseconds(4_200)),
+            ));
             match decide(&f, &ProposedState::new(Running), false, now) {
                 Decision::Wait { delay_seconds, .. } => assert_eq!(delay_seconds, 5),
                 other => panic!("expected WAIT, got {other:?}"),
@@ -380,9 +385,18 @@ mod tests {
         let late = ProposedState::new(Scheduled).named("Late");
         let f = facts(state(Scheduled, "Scheduled", Some(now)));
         assert_eq!(kind(&decide(&f, &late, false, now)), Kind::Accept("Late"));
-        for (t, name) in [(Scheduled, "AwaitingRetry"), (Scheduled, "Late"), (Pending, "Pending"), (Running, "Running")] {
+        for (t, name) in [
+            (Scheduled, "AwaitingRetry"),
+            (Scheduled, "Late"),
+            (Pending, "Pending"),
+            (Running, "Running"),
+        ] {
             let f = facts(state(t, name, Some(now)));
-            assert_eq!(kind(&decide(&f, &late, false, now)), Kind::Reject, "{t:?}/{name}");
+            assert_eq!(
+                kind(&decide(&f, &late, false, now)),
+                Kind::Reject,
+                "{t:?}/{name}"
+            );
         }
     }
 
@@ -415,13 +429,27 @@ mod tests {
         };
         let b = bookkeep(&empty, None, &scheduled, t0);
         assert_eq!(b.expected_start_time, Some(t0));
-        let running = NewState { state_type: Running, name: "Running".into(), scheduled_time: None, ..scheduled.clone() };
+        let running = NewState {
+            state_type: Running,
+            name: "Running".into(),
+            scheduled_time: None,
+            ..scheduled.clone()
+        };
         let t1 = t0 + Duration::seconds(1);
-        let b = bookkeep(&b, Some(&state(Scheduled, "Scheduled", Some(t0))), &running, t1);
+        let b = bookkeep(
+            &b,
+            Some(&state(Scheduled, "Scheduled", Some(t0))),
+            &running,
+            t1,
+        );
         assert_eq!((b.run_count, b.start_time), (1, Some(t1)));
         let mut running_state = state(Running, "Running", None);
         running_state.timestamp = t1;
-        let done = NewState { state_type: Completed, name: "Completed".into(), ..running.clone() };
+        let done = NewState {
+            state_type: Completed,
+            name: "Completed".into(),
+            ..running.clone()
+        };
         let t2 = t1 + Duration::milliseconds(2_500);
         let b = bookkeep(&b, Some(&running_state), &done, t2);
         assert_eq!(b.end_time, Some(t2));

@@ -119,7 +119,10 @@ impl ProposedState {
             }
         }
         if self.message.as_ref().is_some_and(|m| m.len() > 64 * 1024) {
-            return Err(AppError::bad_input("state.message", "must be at most 64 KiB"));
+            return Err(AppError::bad_input(
+                "state.message",
+                "must be at most 64 KiB",
+            ));
         }
         if self
             .transition_id
@@ -224,7 +227,8 @@ impl StateRecord {
             state_type: StateType::parse(&text("type").unwrap_or_default())?,
             name: text("name").unwrap_or_default(),
             message: text("message"),
-            timestamp: time("timestamp").ok_or_else(|| AppError::internal("event state without timestamp"))?,
+            timestamp: time("timestamp")
+                .ok_or_else(|| AppError::internal("event state without timestamp"))?,
             scheduled_time: time("scheduledTime"),
             transition_id: text("transitionId"),
         })

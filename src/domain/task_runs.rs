@@ -41,7 +41,10 @@ pub async fn create(
     let task_key = validate::name("taskKey", &input.task_key, 200)?;
     let dynamic_key = match &input.dynamic_key {
         Some(k) if k.len() > 200 => {
-            return Err(AppError::bad_input("dynamicKey", "must be at most 200 characters"))
+            return Err(AppError::bad_input(
+                "dynamicKey",
+                "must be at most 200 characters",
+            ))
         }
         Some(k) => k.clone(),
         None => "0".to_owned(),
@@ -79,7 +82,14 @@ pub async fn create(
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("flow run"))?;
-    require_role(&txn, viewer, flow_run.workspace_id, Role::Editor, "flow run").await?;
+    require_role(
+        &txn,
+        viewer,
+        flow_run.workspace_id,
+        Role::Editor,
+        "flow run",
+    )
+    .await?;
     if let Some(existing) = find_by_key(&txn, flow_run.id, &task_key, &dynamic_key).await? {
         return Ok(existing);
     }
@@ -419,7 +429,8 @@ pub async fn list(
 ) -> AppResult<Page<task_runs::Model>> {
     let db = state.db.read();
     require_role(db, viewer, workspace_id, Role::Viewer, "workspace").await?;
-    let mut base = task_runs::Entity::find().filter(task_runs::Column::WorkspaceId.eq(workspace_id));
+    let mut base =
+        task_runs::Entity::find().filter(task_runs::Column::WorkspaceId.eq(workspace_id));
     if let Some(id) = flow_run_id {
         base = base.filter(task_runs::Column::FlowRunId.eq(id));
     }
@@ -455,7 +466,9 @@ pub async fn graph(
     if nodes.len() as u64 > max_nodes {
         return Err(AppError::bad_input(
             "graph",
-            format!("the flow run has more than {max_nodes} task runs; page through taskRuns instead"),
+            format!(
+                "the flow run has more than {max_nodes} task runs; page through taskRuns instead"
+            ),
         ));
     }
     let edges = task_run_dependencies::Entity::find()

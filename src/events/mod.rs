@@ -6,7 +6,7 @@ pub mod feed;
 pub mod watch;
 
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ConnectionTrait, FromQueryResult, Set, ActiveModelTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, FromQueryResult, Set};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -24,11 +24,18 @@ struct LastSeq {
 
 /// Reserves `count` cursors in the workspace and returns the first. Call inside the
 /// transaction that writes the events: the workspace row stays locked until it commits.
-pub async fn reserve(conn: &impl ConnectionTrait, workspace_id: Uuid, count: i64) -> AppResult<i64> {
+pub async fn reserve(
+    conn: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    count: i64,
+) -> AppResult<i64> {
     use entity::workspaces::Column;
     let statement = Query::update()
         .table(entity::workspaces::Entity)
-        .value(Column::LastEventSeq, Expr::col(Column::LastEventSeq).add(count))
+        .value(
+            Column::LastEventSeq,
+            Expr::col(Column::LastEventSeq).add(count),
+        )
         .and_where(Expr::col(Column::Id).eq(workspace_id))
         .returning_col(Column::LastEventSeq)
         .to_owned();

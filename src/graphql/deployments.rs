@@ -143,9 +143,18 @@ impl Deployment {
         #[graphql(default = 10)] first: i32,
     ) -> AppResult<Vec<super::runs::FlowRun>> {
         if !(0..=200).contains(&first) {
-            return Err(crate::error::AppError::bad_input("first", "must be between 0 and 200"));
+            return Err(crate::error::AppError::bad_input(
+                "first",
+                "must be between 0 and 200",
+            ));
         }
-        let rows = crate::domain::flow_runs::upcoming(ctx.app()?, self.0.workspace_id, Some(self.0.id), first as u64).await?;
+        let rows = crate::domain::flow_runs::upcoming(
+            ctx.app()?,
+            self.0.workspace_id,
+            Some(self.0.id),
+            first as u64,
+        )
+        .await?;
         Ok(rows.into_iter().map(super::runs::FlowRun).collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {

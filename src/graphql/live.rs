@@ -80,22 +80,35 @@ async fn open(
     let state = ctx.app()?.clone();
     let viewer = ctx.viewer()?.clone();
     let after = after.map(|c| decode_cursor("after", &c)).transpose()?;
-    access::require_role(state.db.read(), &viewer, workspace_id, Role::Viewer, "workspace").await?;
+    access::require_role(
+        state.db.read(),
+        &viewer,
+        workspace_id,
+        Role::Viewer,
+        "workspace",
+    )
+    .await?;
     Ok(watch(state, viewer, workspace_id, after, source))
 }
 
-fn matches_filter(filter: &FlowRunFilter, run: &entity::flow_runs::Model, to: &StateRecord) -> bool {
+fn matches_filter(
+    filter: &FlowRunFilter,
+    run: &entity::flow_runs::Model,
+    to: &StateRecord,
+) -> bool {
     let within = |ids: &Option<Vec<Uuid>>, id: Option<Uuid>| {
-        ids.as_ref().is_none_or(|ids| id.is_some_and(|id| ids.contains(&id)))
+        ids.as_ref()
+            .is_none_or(|ids| id.is_some_and(|id| ids.contains(&id)))
     };
     let tags = crate::domain::runs_common::tags_from_json(&run.tags);
     within(&filter.flow_ids, Some(run.flow_id))
         && within(&filter.deployment_ids, run.deployment_id)
         && within(&filter.flow_run_ids, Some(run.id))
-        && filter
-            .state_types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| crate::domain::states::StateType::from(*t) == to.state_type))
+        && filter.state_types.as_ref().is_none_or(|types| {
+            types
+                .iter()
+                .any(|t| crate::domain::states::StateType::from(*t) == to.state_type)
+        })
         && filter
             .state_names
             .as_ref()
@@ -242,4 +255,3 @@ impl LiveSubscription {
         }))
     }
 }
-

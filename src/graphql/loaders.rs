@@ -40,8 +40,14 @@ impl Loaders {
             accounts: DataLoader::new(AccountLoader(state.clone()), tokio::spawn),
             workspaces: DataLoader::new(WorkspaceLoader(state.clone()), tokio::spawn),
             flow_runs: DataLoader::new(runs::FlowRunLoader(state.clone()), tokio::spawn),
-            flow_run_states: DataLoader::new(runs::FlowRunStatesLoader(state.clone()), tokio::spawn),
-            task_run_states: DataLoader::new(runs::TaskRunStatesLoader(state.clone()), tokio::spawn),
+            flow_run_states: DataLoader::new(
+                runs::FlowRunStatesLoader(state.clone()),
+                tokio::spawn,
+            ),
+            task_run_states: DataLoader::new(
+                runs::TaskRunStatesLoader(state.clone()),
+                tokio::spawn,
+            ),
             upstream_task_runs: DataLoader::new(runs::UpstreamLoader(state.clone()), tokio::spawn),
             task_run_pages: DataLoader::new(runs::TaskRunPageLoader(state.clone()), tokio::spawn),
             task_run_counts: DataLoader::new(runs::TaskRunCountLoader(state.clone()), tokio::spawn),
@@ -97,8 +103,8 @@ pub mod runs {
     use entity::{flow_run_states, flow_runs, task_run_dependencies, task_run_states, task_runs};
     use sea_orm::sea_query::{Expr, Query};
     use sea_orm::{
-        ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-        QueryOrder, QuerySelect, Statement,
+        ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+        QuerySelect, Statement,
     };
     use uuid::Uuid;
 
@@ -255,8 +261,14 @@ pub mod runs {
                     .expr(Expr::cust("*"))
                     .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
                     .and_where(Expr::cust_with_values("\"rn\" <= ?", [fetch as i64]))
-                    .order_by(sea_orm::sea_query::Alias::new("flow_run_id"), sea_orm::sea_query::Order::Asc)
-                    .order_by(sea_orm::sea_query::Alias::new("rn"), sea_orm::sea_query::Order::Asc);
+                    .order_by(
+                        sea_orm::sea_query::Alias::new("flow_run_id"),
+                        sea_orm::sea_query::Order::Asc,
+                    )
+                    .order_by(
+                        sea_orm::sea_query::Alias::new("rn"),
+                        sea_orm::sea_query::Order::Asc,
+                    );
                 let statement: Statement = backend.build(&outer);
                 let rows = task_runs::Model::find_by_statement(statement)
                     .all(db)

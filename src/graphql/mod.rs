@@ -20,6 +20,7 @@ use crate::state::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     accounts::AccountQuery,
     workspaces::WorkspaceQuery,
@@ -28,6 +29,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     accounts::AccountMutation,
     workspaces::WorkspaceMutation,
@@ -40,12 +42,14 @@ pub struct MutationRoot(
 );
 
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(live::LiveSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
-pub const MAX_DEPTH: usize = 15;
+/// Exactly deep enough for GraphiQL's introspection query (13: `__schema { types { fields {
+/// args { type { ofType ×7 { name } } } } } }`), so that deeper introspection abuse is refused.
+pub const MAX_DEPTH: usize = 13;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 pub fn build_schema(state: Option<AppState>) -> AppSchema {

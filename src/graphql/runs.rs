@@ -253,7 +253,10 @@ impl FlowRun {
             .map(super::flows::Flow)
             .ok_or_else(|| AppError::not_found("flow"))
     }
-    async fn deployment(&self, ctx: &Context<'_>) -> AppResult<Option<super::deployments::Deployment>> {
+    async fn deployment(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Option<super::deployments::Deployment>> {
         let Some(id) = self.0.deployment_id else {
             return Ok(None);
         };
@@ -304,7 +307,11 @@ impl FlowRun {
     }
     /// Seconds spent running, including the current attempt so far.
     async fn total_run_time(&self) -> f64 {
-        running_total(self.0.total_run_time, &self.0.state_type, self.0.state_timestamp)
+        running_total(
+            self.0.total_run_time,
+            &self.0.state_type,
+            self.0.state_timestamp,
+        )
     }
     async fn run_count(&self) -> i32 {
         self.0.run_count
@@ -508,7 +515,11 @@ impl TaskRun {
         self.0.end_time
     }
     async fn total_run_time(&self) -> f64 {
-        running_total(self.0.total_run_time, &self.0.state_type, self.0.state_timestamp)
+        running_total(
+            self.0.total_run_time,
+            &self.0.state_type,
+            self.0.state_timestamp,
+        )
     }
     async fn run_count(&self) -> i32 {
         self.0.run_count
@@ -632,7 +643,11 @@ impl FlowRunConnection {
             .collect()
     }
     async fn nodes(&self) -> Vec<FlowRun> {
-        self.0.rows.iter().map(|(_, r)| FlowRun(r.clone())).collect()
+        self.0
+            .rows
+            .iter()
+            .map(|(_, r)| FlowRun(r.clone()))
+            .collect()
     }
     async fn page_info(&self) -> PageInfo {
         PageInfo {
@@ -817,7 +832,11 @@ pub async fn workspace_summary(
         .enumerate()
         .map(|(i, c)| SummaryBucket {
             start: boundary(i as i64),
-            end: if i as i64 == n - 1 { until } else { boundary(i as i64 + 1) },
+            end: if i as i64 == n - 1 {
+                until
+            } else {
+                boundary(i as i64 + 1)
+            },
             by_state_type: all_counts(c),
         })
         .collect();
@@ -986,11 +1005,16 @@ impl RunMutation {
         ctx: &Context<'_>,
         flow_run_id: Uuid,
         state: StateInput,
-        #[graphql(default = false)] force: bool,
+        #[graphql(default = false)] force: Option<bool>,
     ) -> AppResult<OrchestrationResult> {
-        let outcome =
-            domain_runs::set_state(ctx.app()?, ctx.viewer()?, flow_run_id, state.into(), force)
-                .await?;
+        let outcome = domain_runs::set_state(
+            ctx.app()?,
+            ctx.viewer()?,
+            flow_run_id,
+            state.into(),
+            force.unwrap_or(false),
+        )
+        .await?;
         Ok(OrchestrationResult(outcome))
     }
 
@@ -1022,11 +1046,16 @@ impl RunMutation {
         ctx: &Context<'_>,
         task_run_id: Uuid,
         state: StateInput,
-        #[graphql(default = false)] force: bool,
+        #[graphql(default = false)] force: Option<bool>,
     ) -> AppResult<OrchestrationResult> {
-        let outcome =
-            domain_tasks::set_state(ctx.app()?, ctx.viewer()?, task_run_id, state.into(), force)
-                .await?;
+        let outcome = domain_tasks::set_state(
+            ctx.app()?,
+            ctx.viewer()?,
+            task_run_id,
+            state.into(),
+            force.unwrap_or(false),
+        )
+        .await?;
         Ok(OrchestrationResult(outcome))
     }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use async_graphql::http::MultipartOptions;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{BaseType, DocumentOperations, OperationType, Type};
 use async_graphql::{ErrorExtensionValues, Request, Response as GqlResponse, Variables};
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Query, State};
@@ -98,13 +98,18 @@ pub async fn graphql_post(
     let Some(kind) = negotiate(&headers) else {
         return not_acceptable();
     };
+    // Kept as sent: a multipart boundary is case-sensitive. Only the media type is lower-cased.
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
         .unwrap_or("")
+        .trim()
         .to_ascii_lowercase();
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    let request = match media {
+    let request = match media.as_str() {
         APPLICATION_JSON | GRAPHQL_RESPONSE_JSON => {
             let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
                 Ok(b) => b,
@@ -145,11 +150,14 @@ pub async fn graphql_post(
                 Ok(b) => b,
                 Err(_) => return too_large(kind, "image: must be at most 1 MiB"),
             };
+            // async-graphql applies `max_file_size` to the whole stream (framing and the
+            // operations part included), so a 1 MiB image would not fit: the body limit above
+            // bounds the request, and the resolver refuses an image over 1 MiB by its size.
             let options = MultipartOptions::default()
-                .max_file_size(MAX_IMAGE_BYTES)
+                .max_file_size(MAX_UPLOAD_BODY_BYTES)
                 .max_num_files(1);
             match async_graphql::http::receive_body(
-                Some(content_type.as_str()),
+                Some(content_type),
                 futures_util::io::Cursor::new(bytes.to_vec()),
                 options,
             )
@@ -330,6 +338,13 @@ async fn execute(
     request: Request,
     kind: ResponseKind,
 ) -> Response {
+    if let Err(message) = check_variables(&request) {
+        let status = match kind {
+            ResponseKind::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            ResponseKind::Json => StatusCode::OK,
+        };
+        return error_response(status, kind, "BAD_USER_INPUT", &message);
+    }
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -389,5 +404,62 @@ pub fn assign_error_codes(response: &mut GqlResponse) {
             .extensions
             .get_or_insert_with(ErrorExtensionValues::default)
             .set("code", code);
+    }
+}
+
+/// Variable coercion that async-graphql leaves to execution time (a required variable left out,
+/// a malformed `UUID` or `DateTime`), so that it is answered as a request error (400 for
+/// `application/graphql-response+json`) rather than a field error after a partial run.
+/// Anything this does not recognise is left to the executor, which still refuses it.
+fn check_variables(request: &Request) -> Result<(), String> {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return Ok(());
+    };
+    let operation = match &document.operations {
+        DocumentOperations::Single(op) => &op.node,
+        DocumentOperations::Multiple(ops) => {
+            match request.operation_name.as_deref().and_then(|n| ops.get(n)) {
+                Some(op) => &op.node,
+                None => return Ok(()),
+            }
+        }
+    };
+    for definition in &operation.variable_definitions {
+        let definition = &definition.node;
+        let name = definition.name.node.as_str();
+        let ty = &definition.var_type.node;
+        match request.variables.get(name) {
+            None | Some(async_graphql::Value::Null) => {
+                if !ty.nullable && definition.default_value.is_none() {
+                    return Err(format!(
+                        "variable ${name} of required type {ty} was not provided"
+                    ));
+                }
+            }
+            Some(value) => {
+                if !value_fits(ty, value) {
+                    return Err(format!("variable ${name} is not a valid {ty}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn value_fits(ty: &Type, value: &async_graphql::Value) -> bool {
+    use async_graphql::Value;
+    match (&ty.base, value) {
+        (_, Value::Null) => ty.nullable,
+        (BaseType::List(inner), Value::List(items)) => items.iter().all(|v| value_fits(inner, v)),
+        // A single value stands for a one-element list.
+        (BaseType::List(inner), single) => value_fits(inner, single),
+        (BaseType::Named(name), value) => match name.as_str() {
+            "UUID" => matches!(value, Value::String(s) if uuid::Uuid::parse_str(s).is_ok()),
+            "DateTime" => matches!(
+                value,
+                Value::String(s) if s.parse::<chrono::DateTime<chrono::Utc>>().is_ok()
+            ),
+            _ => true,
+        },
     }
 }

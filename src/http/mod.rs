@@ -1,6 +1,6 @@
 //! The axum router: /graphql (POST, GraphiQL and queries on GET), /healthz, /readyz and
 //! uploaded profile images.
-mod graphiql;
+pub mod graphiql;
 mod graphql;
 mod images;
 

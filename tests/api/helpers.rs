@@ -325,3 +325,58 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// A GraphQL multipart request (the spec every upload client speaks) that uploads `bytes` as
+/// `uploadProfileImage(image:)`. Returns the HTTP status and the JSON body.
+pub async fn upload_profile_image(
+    app: &TestApp,
+    token: Option<&str>,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> (reqwest::StatusCode, Value) {
+    let boundary = "----flowcloud-test-boundary-7MA4YWxkTrZu0gW";
+    let operations = json!({
+        "query": "mutation($image: Upload!) { uploadProfileImage(image: $image) { id imageUrl } }",
+        "variables": { "image": null }
+    });
+    let mut body = Vec::new();
+    let mut part = |headers: String, content: &[u8]| {
+        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(
+        "Content-Disposition: form-data; name=\"operations\"".into(),
+        operations.to_string().as_bytes(),
+    );
+    part(
+        "Content-Disposition: form-data; name=\"map\"".into(),
+        br#"{"0":["variables.image"]}"#,
+    );
+    part(
+        format!(
+            "Content-Disposition: form-data; name=\"0\"; filename=\"{filename}\"\r\nContent-Type: {content_type}"
+        ),
+        bytes,
+    );
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut request = app
+        .client
+        .post(app.graphql_url())
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header("GraphQL-Require-Preflight", "true")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("multipart POST failed");
+    let status = response.status();
+    let text = response.text().await.expect("reading the response failed");
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("response ({status}) is not JSON ({e}): {text}"));
+    (status, value)
+}

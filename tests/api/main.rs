@@ -6,3 +6,8 @@ mod helpers;
 
 mod accounts;
 mod catalog;
+mod collaborators;
+mod errors;
+mod http;
+mod schema_file;
+mod workspaces;
