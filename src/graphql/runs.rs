@@ -1005,7 +1005,7 @@ impl RunMutation {
         ctx: &Context<'_>,
         flow_run_id: Uuid,
         state: StateInput,
-        #[graphql(default = false)] force: Option<bool>,
+        #[graphql(default_with = "Some(false)")] force: Option<bool>,
     ) -> AppResult<OrchestrationResult> {
         let outcome = domain_runs::set_state(
             ctx.app()?,
@@ -1046,7 +1046,7 @@ impl RunMutation {
         ctx: &Context<'_>,
         task_run_id: Uuid,
         state: StateInput,
-        #[graphql(default = false)] force: Option<bool>,
+        #[graphql(default_with = "Some(false)")] force: Option<bool>,
     ) -> AppResult<OrchestrationResult> {
         let outcome = domain_tasks::set_state(
             ctx.app()?,
