@@ -156,7 +156,7 @@ pub fn decide(
     if to == StateType::Failed
         && from == StateType::Running
         && facts.flow_run_state.is_none()
-        && facts.run_count <= facts.retries
+        && facts.run_count.max(1) <= facts.retries
     {
         let at = now + Duration::seconds(i64::from(facts.retry_delay_seconds.max(0)));
         return Decision::RejectAndWrite {
