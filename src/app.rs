@@ -69,11 +69,18 @@ impl Application {
             }
         });
         tracing::info!("listening on http://{}", self.address);
+        let state = self.state.clone();
+        let stop = async move {
+            shutdown.await;
+            // Websockets never finish on their own: tell them to close (1001) so the
+            // graceful shutdown can complete while in-flight requests finish.
+            let _ = state.shutdown.send(true);
+        };
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop)
         .await
     }
 }

@@ -66,6 +66,14 @@ pub struct Config {
     #[arg(long, env = "FLOWCLOUD_GRAPHIQL_ASSETS_URL", value_name = "FLOWCLOUD_GRAPHIQL_ASSETS_URL", default_value = "https://unpkg.com", value_parser = parse_http_url)]
     pub graphiql_assets_url: String,
 
+    /// Milliseconds a websocket may wait before sending `connection_init` (then closed with 4408).
+    #[arg(long, env = "FLOWCLOUD_WS_INIT_TIMEOUT_MS", value_name = "FLOWCLOUD_WS_INIT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(10..=600_000))]
+    pub ws_init_timeout_ms: u32,
+
+    /// Seconds between server pings on idle websockets (keeps proxies from dropping them).
+    #[arg(long, env = "FLOWCLOUD_WS_PING_SECONDS", value_name = "FLOWCLOUD_WS_PING_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub ws_ping_seconds: u32,
+
     /// Days events are kept for subscription replay.
     #[arg(long, env = "FLOWCLOUD_EVENT_RETENTION_DAYS", value_name = "FLOWCLOUD_EVENT_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_retention_days: u32,
@@ -101,6 +109,8 @@ impl Config {
             session_ttl_seconds: 86_400,
             cors_origins: "*".into(),
             graphiql_assets_url: "https://unpkg.com".into(),
+            ws_init_timeout_ms: 10_000,
+            ws_ping_seconds: 15,
             event_retention_days: 7,
             log_retention_days: 30,
             login_max_failures: 5,

@@ -31,8 +31,13 @@ impl ContextExt for Context<'_> {
     }
 
     fn loaders(&self) -> AppResult<&Loaders> {
-        self.data::<Loaders>()
-            .map_err(|_| AppError::internal("Loaders missing from request data"))
+        // HTTP requests carry their own; a websocket connection shares one among its operations.
+        if let Some(loaders) = self.data_opt::<Loaders>() {
+            return Ok(loaders);
+        }
+        self.data_opt::<std::sync::Arc<Loaders>>()
+            .map(|l| l.as_ref())
+            .ok_or_else(|| AppError::internal("Loaders missing from request data"))
     }
 
     fn client_addr(&self) -> Option<&str> {

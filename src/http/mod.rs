@@ -3,6 +3,7 @@
 pub mod graphiql;
 mod graphql;
 mod images;
+mod ws;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
             "/graphql",
             get(graphql::graphql_get).post(graphql::graphql_post),
         )
+        .route("/graphql/ws", get(ws::graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/profile-images/{id}", get(images::profile_image))
