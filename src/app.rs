@@ -39,6 +39,9 @@ impl Application {
             .local_addr()
             .map_err(|e| format!("FLOWCLOUD_LISTEN: {e}"))?;
         let state = AppState::new(db, config, &secret);
+        if let Some(pool) = state.db.postgres_pool() {
+            crate::events::replicas::spawn_listener(pool.clone(), state.events.clone());
+        }
         let schema = build_schema(Some(state.clone()));
         Ok(Self {
             listener,
@@ -68,6 +71,7 @@ impl Application {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
+        crate::services::spawn_all(&self.state);
         tracing::info!("listening on http://{}", self.address);
         let state = self.state.clone();
         let stop = async move {

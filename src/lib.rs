@@ -18,6 +18,8 @@ pub mod events;
 pub mod graphql;
 /// The HTTP router and handlers.
 pub mod http;
+/// Background services: retention, scheduler, late-run detector.
+pub mod services;
 /// Shared application state.
 pub mod state;
 

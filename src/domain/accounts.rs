@@ -247,6 +247,7 @@ pub async fn revoke_api_key(
     active.revoked_at = Set(Some(Utc::now()));
     let key = active.update(&txn).await?;
     txn.commit().await?;
+    crate::events::access_changed(state, Some(viewer.account_id)).await;
     Ok(key)
 }
 

@@ -269,6 +269,7 @@ pub async fn remove(
         .exec(&txn)
         .await?;
     txn.commit().await?;
+    crate::events::access_changed(state, Some(account_id)).await;
     Ok(account_id)
 }
 

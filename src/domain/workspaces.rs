@@ -142,6 +142,8 @@ pub async fn delete(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Uu
     require_role(&txn, viewer, id, Role::Owner, "workspace").await?;
     workspaces::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;
+    // Every member's subscriptions to it must end.
+    crate::events::access_changed(state, None).await;
     Ok(id)
 }
 

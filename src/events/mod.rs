@@ -3,6 +3,7 @@
 //! row stays locked until commit, events of one workspace commit in cursor order.
 pub mod bus;
 pub mod feed;
+pub mod replicas;
 pub mod watch;
 
 use sea_orm::sea_query::{Expr, Query};
@@ -43,7 +44,26 @@ pub async fn reserve(
         .one(conn)
         .await?
         .ok_or_else(|| AppError::not_found("workspace"))?;
+    // Other server processes hear of it when this transaction commits.
+    replicas::notify(
+        conn,
+        &Notice::Committed {
+            workspace_id,
+            last_seq: row.last_event_seq,
+        },
+    )
+    .await?;
     Ok(row.last_event_seq - count + 1)
+}
+
+/// Tells this and every other process that an account's access changed, so its open
+/// subscriptions re-check now. Call after the change committed.
+pub async fn access_changed(state: &crate::state::AppState, account_id: Option<Uuid>) {
+    let notice = Notice::AccessChanged { account_id };
+    state.events.publish(notice);
+    if let Err(err) = replicas::notify(state.db.write(), &notice).await {
+        tracing::warn!(error = ?err, "could not notify other processes of an access change");
+    }
 }
 
 /// A row for the `events` table, written by [`append`].

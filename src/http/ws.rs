@@ -95,7 +95,8 @@ impl Connection {
             tokio::time::sleep(Duration::from_millis(u64::from(config.ws_init_timeout_ms)));
         tokio::pin!(init_deadline);
         let ping_every = Duration::from_secs(u64::from(config.ws_ping_seconds));
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut shutdown = self.state.app.shutdown.subscribe();
         if *shutdown.borrow() {
             let _ = close(&mut socket, 1001, "server is shutting down").await;
@@ -145,7 +146,11 @@ impl Connection {
     }
 
     /// Handles one client frame. `Ok(false)` ends the connection quietly.
-    async fn on_message(&mut self, socket: &mut WebSocket, message: Message) -> Result<bool, Close> {
+    async fn on_message(
+        &mut self,
+        socket: &mut WebSocket,
+        message: Message,
+    ) -> Result<bool, Close> {
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => return Err(Close(4400, "Binary frames are not supported")),
@@ -223,7 +228,11 @@ impl Connection {
         let Some(auth) = self.auth.clone() else {
             return Err(Close(4401, "Unauthorized"));
         };
-        let Some(id) = frame.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) else {
+        let Some(id) = frame
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+        else {
             return Err(Close(4400, "Invalid message: missing id"));
         };
         let id = id.to_owned();
@@ -282,12 +291,20 @@ impl Connection {
             Protocol::Transport => "next",
             Protocol::Legacy => "data",
         };
-        send(socket, &json!({ "type": kind, "id": id, "payload": payload }))
-            .await
-            .map_err(|_| Close(1011, "send failed"))
+        send(
+            socket,
+            &json!({ "type": kind, "id": id, "payload": payload }),
+        )
+        .await
+        .map_err(|_| Close(1011, "send failed"))
     }
 
-    async fn send_error(&mut self, socket: &mut WebSocket, id: &str, errors: Value) -> Result<(), Close> {
+    async fn send_error(
+        &mut self,
+        socket: &mut WebSocket,
+        id: &str,
+        errors: Value,
+    ) -> Result<(), Close> {
         let payload = match self.protocol {
             Protocol::Transport => errors,
             // The legacy protocol carries one error object.
@@ -296,9 +313,12 @@ impl Connection {
                 .and_then(|a| a.first().cloned())
                 .unwrap_or(errors),
         };
-        send(socket, &json!({ "type": "error", "id": id, "payload": payload }))
-            .await
-            .map_err(|_| Close(1011, "send failed"))
+        send(
+            socket,
+            &json!({ "type": "error", "id": id, "payload": payload }),
+        )
+        .await
+        .map_err(|_| Close(1011, "send failed"))
     }
 }
 
