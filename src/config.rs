@@ -74,6 +74,10 @@ pub struct Config {
     #[arg(long, env = "FLOWCLOUD_WS_PING_SECONDS", value_name = "FLOWCLOUD_WS_PING_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub ws_ping_seconds: u32,
 
+    /// Seconds a leader lease lasts; another replica takes over this long after a leader dies.
+    #[arg(long, env = "FLOWCLOUD_LEADER_LEASE_SECONDS", value_name = "FLOWCLOUD_LEADER_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub leader_lease_seconds: u32,
+
     /// Days events are kept for subscription replay.
     #[arg(long, env = "FLOWCLOUD_EVENT_RETENTION_DAYS", value_name = "FLOWCLOUD_EVENT_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_retention_days: u32,
@@ -111,6 +115,7 @@ impl Config {
             graphiql_assets_url: "https://unpkg.com".into(),
             ws_init_timeout_ms: 10_000,
             ws_ping_seconds: 15,
+            leader_lease_seconds: 10,
             event_retention_days: 7,
             log_retention_days: 30,
             login_max_failures: 5,

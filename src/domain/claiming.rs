@@ -134,6 +134,7 @@ pub async fn claim(
     txn.commit().await?;
     if let Some(seq) = last_seq {
         state.events.committed(workspace_id, seq);
+        state.wake_late_detector();
     }
     Ok(models)
 }

@@ -155,6 +155,7 @@ pub async fn create(
         Ok((model, seq)) => {
             txn.commit().await?;
             state.events.committed(workspace_id, seq);
+            state.wake_late_detector();
             Ok(model)
         }
         Err(InsertError::Duplicate) => {
@@ -585,16 +586,17 @@ async fn write_state(
     let alert = match new.state_type {
         StateType::Failed => Some(AlertKind::Failed),
         StateType::Crashed => Some(AlertKind::Crashed),
+        StateType::Scheduled if new.name == super::states::NAME_LATE => Some(AlertKind::Late),
         _ => None,
     };
     if let Some(kind) = alert {
         let message = format!(
             "flow run {} {}{}",
             run.name,
-            if kind == AlertKind::Failed {
-                "failed"
-            } else {
-                "crashed"
+            match kind {
+                AlertKind::Failed => "failed",
+                AlertKind::Crashed => "crashed",
+                AlertKind::Late => "is late",
             },
             new.message
                 .as_deref()
