@@ -365,7 +365,16 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_string(&response) {
+    let serialized = serde_json::to_value(&response).map(|mut body| {
+        // Never executed, so the body has no `data` entry at all, not even null (GraphQL spec).
+        if request_error {
+            if let Some(map) = body.as_object_mut() {
+                map.remove("data");
+            }
+        }
+        body.to_string()
+    });
+    let body = match serialized {
         Ok(body) => body,
         Err(err) => {
             tracing::error!(error = %err, "could not serialize a GraphQL response");
