@@ -35,10 +35,7 @@ fn main() {
                 std::process::exit(0);
             }
             _ => {
-                // One line naming the variable, never a usage dump or a panic trace.
-                let message = err.to_string();
-                let line = message.lines().next().unwrap_or("invalid configuration");
-                eprintln!("flowcloud: {}", line.trim_start_matches("error: "));
+                eprintln!("flowcloud: {}", config_error_line(&err));
                 std::process::exit(2);
             }
         },
@@ -74,6 +71,38 @@ fn main() {
     });
     if let Err(message) = result {
         fail(&message);
+    }
+}
+
+/// One line naming the variable and what is wrong, never a usage dump, a panic trace or the
+/// rejected value itself (it may be a secret or a URL with a password).
+fn config_error_line(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.clone(),
+        _ => String::new(),
+    };
+    // `--late-after-seconds <FLOWCLOUD_LATE_AFTER_SECONDS>` names the variable in brackets.
+    let variable = arg
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(name, _)| name.to_owned())
+        .unwrap_or(arg);
+    let reason = std::error::Error::source(err)
+        .map(|source| source.to_string())
+        .unwrap_or_else(|| {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid configuration");
+            first.trim_start_matches("error: ").to_owned()
+        });
+    let is_value_error = matches!(
+        err.kind(),
+        clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+    );
+    if variable.is_empty() || !is_value_error {
+        reason
+    } else {
+        format!("{variable}: invalid value: {reason}")
     }
 }
 
