@@ -210,6 +210,9 @@ pub mod runs {
         }
     }
 
+    /// Where a page starts: after this (created_at, id), or at the beginning.
+    type PagePosition = Option<(DateTime<Utc>, Uuid)>;
+
     /// One page of a flow run's task runs. Keys that share a page size and position are
     /// fetched in one windowed query for all their flow runs.
     #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -230,8 +233,7 @@ pub mod runs {
             &self,
             keys: &[TaskRunPageKey],
         ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
-            let mut groups: HashMap<(u64, Option<(DateTime<Utc>, Uuid)>), Vec<Uuid>> =
-                HashMap::new();
+            let mut groups: HashMap<(u64, PagePosition), Vec<Uuid>> = HashMap::new();
             for key in keys {
                 groups
                     .entry((key.fetch, key.after))
