@@ -278,9 +278,9 @@ mod tests {
             for to in StateType::ALL {
                 let f = facts(state(from, from.default_name(), Some(now)));
                 let d = decide(&f, &ProposedState::new(to), false, now);
-                let expected = if from.is_terminal() {
-                    Kind::Abort
-                } else if to == Pending && matches!(from, Pending | Running | Cancelling) {
+                let expected = if from.is_terminal()
+                    || (to == Pending && matches!(from, Pending | Running | Cancelling))
+                {
                     Kind::Abort
                 } else if from == Cancelling && !to.is_terminal() {
                     Kind::Reject

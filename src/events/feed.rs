@@ -253,10 +253,7 @@ impl Hub {
 
     async fn run_feed(self, workspace_id: Uuid, sender: broadcast::Sender<Arc<Batch>>) {
         let mut notices = self.bus.subscribe();
-        let mut last = match head(&self.db, workspace_id).await {
-            Ok(seq) => seq,
-            Err(_) => 0,
-        };
+        let mut last = head(&self.db, workspace_id).await.unwrap_or_default();
         let mut poll = tokio::time::interval(FEED_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

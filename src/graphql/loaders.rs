@@ -230,8 +230,8 @@ pub mod runs {
             &self,
             keys: &[TaskRunPageKey],
         ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
-            let mut groups: HashMap<(u64, Option<(DateTime<Utc>, Uuid)>), Vec<Uuid>> =
-                HashMap::new();
+            type Group = (u64, Option<(DateTime<Utc>, Uuid)>);
+            let mut groups: HashMap<Group, Vec<Uuid>> = HashMap::new();
             for key in keys {
                 groups
                     .entry((key.fetch, key.after))
