@@ -170,12 +170,14 @@ pub struct ClaimedDeployment {
 
 /// A run handed to this agent (now `PENDING`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClaimedRun {
     pub id: Uuid,
     pub name: String,
     #[serde(default)]
     pub parameters: Value,
     pub deployment: Option<ClaimedDeployment>,
+    pub expected_start_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +204,7 @@ pub struct Proposal {
     pub state_type: &'static str,
     pub name: Option<String>,
     pub message: Option<String>,
+    pub scheduled_time: Option<DateTime<Utc>>,
     /// Sent with every retry of one proposal, so a retry of an applied transition is recognised.
     pub transition_id: String,
 }
@@ -212,6 +215,7 @@ impl Proposal {
             state_type,
             name: None,
             message,
+            scheduled_time: None,
             transition_id: Uuid::new_v4().to_string(),
         }
     }
@@ -335,7 +339,7 @@ impl Client {
         self.field(
             "mutation AgentClaim($queue: UUID!, $limit: Int!) {
                 claimFlowRuns(workQueueId: $queue, limit: $limit) {
-                    id name parameters deployment { name entrypoint } } }",
+                    id name parameters expectedStartTime deployment { name entrypoint } } }",
             json!({ "queue": work_queue_id, "limit": limit }),
             "claimFlowRuns",
         )
@@ -358,6 +362,9 @@ impl Client {
                     "type": proposal.state_type,
                     "name": proposal.name,
                     "message": proposal.message,
+                    "scheduledTime": proposal
+                        .scheduled_time
+                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
                     "transitionId": proposal.transition_id,
                 }
             }),

@@ -69,7 +69,7 @@ pub async fn execute(ctx: Arc<RunContext>, run: ClaimedRun) {
         return;
     };
 
-    if !start(&ctx, run_id).await {
+    if !start(&ctx, &run).await {
         return;
     }
 
@@ -176,11 +176,12 @@ pub async fn execute(ctx: Arc<RunContext>, run: ClaimedRun) {
 }
 
 /// Proposes `RUNNING` until the server lets the run start. `false`: the run is not ours to run.
-async fn start(ctx: &RunContext, run_id: Uuid) -> bool {
+async fn start(ctx: &RunContext, run: &ClaimedRun) -> bool {
+    let run_id = run.id;
     let proposal = Proposal::new("RUNNING", None);
     loop {
         if ctx.stop.is_set() {
-            release(ctx, run_id).await;
+            release(ctx, run).await;
             return false;
         }
         let result = retrying("proposing RUNNING", Some(&ctx.stop), None, || {
@@ -227,13 +228,16 @@ async fn start(ctx: &RunContext, run_id: Uuid) -> bool {
     }
 }
 
-/// Hands a run that never started back to its queue (`SCHEDULED`), so another agent takes it.
-async fn release(ctx: &RunContext, run_id: Uuid) {
+/// Hands a run that never started back to its queue (`SCHEDULED` at its original time), so
+/// another agent takes it.
+async fn release(ctx: &RunContext, run: &ClaimedRun) {
+    let run_id = run.id;
     let mut proposal = Proposal::new(
         "SCHEDULED",
         Some("handed back: the agent shut down before starting it".to_owned()),
     );
     proposal.name = Some("Scheduled".to_owned());
+    proposal.scheduled_time = run.expected_start_time;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     match retrying("handing the run back", None, Some(deadline), || {
         ctx.client.set_state(run_id, &proposal)

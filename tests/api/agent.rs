@@ -396,3 +396,107 @@ async fn an_unknown_workspace_or_queue_stops_the_agent_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_rides_out_a_server_restart() {
+    let mut s = setup("agent-restart").await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("go");
+    // The command ends only when the test says so: while the server is down.
+    let entrypoint = format!(
+        "echo started; while [ ! -e {m} ]; do sleep 0.05; done; echo finished",
+        m = marker.display()
+    );
+    let deployment = s.deployment("survivor", Some(&entrypoint), json!({})).await;
+    let run = s.run_of(deployment, json!({})).await;
+    let (stop, agent) = s.start_agent(s.args());
+    s.wait_for_logs(run).await;
+
+    // Take the server down and hold its port with a listener that hangs up on everyone, so the
+    // agent's next requests (logs, the final state, polls) certainly fail.
+    let port = s.app.port;
+    s.app.stop();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let started = tokio::time::Instant::now();
+    let interceptor = loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => break listener,
+            Err(e) => {
+                assert!(started.elapsed() < DEADLINE, "port {port} never freed: {e}");
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    std::fs::write(&marker, b"").unwrap();
+    let (refused, _) = tokio::time::timeout(DEADLINE, interceptor.accept())
+        .await
+        .expect("the agent never called while the server was down")
+        .unwrap();
+    drop(refused);
+    drop(interceptor);
+
+    // The server comes back on the same port and database.
+    let restarted = s.app.spawn_sibling_with(|c| c.listen = address).await;
+    s.app = restarted;
+    let done = s.wait_for(run, &TERMINAL).await;
+    assert_eq!(done["state"]["type"], "COMPLETED", "{done:#}");
+    assert_history_ends(&done, &["PENDING", "RUNNING", "COMPLETED"]);
+    let messages: Vec<String> = log_lines(&done).into_iter().map(|l| l.2).collect();
+    assert_eq!(messages, ["started", "finished"]);
+
+    // And it keeps claiming.
+    let quick = s.deployment("quick", Some("echo again"), json!({})).await;
+    let next = s.run_of(quick, json!({})).await;
+    let done = s.wait_for(next, &TERMINAL).await;
+    assert_eq!(done["state"]["type"], "COMPLETED", "{done:#}");
+
+    stop.send(()).unwrap();
+    assert_eq!(agent.await.unwrap(), Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_a_claimed_run_that_has_not_started_is_handed_back() {
+    let s = setup("agent-back").await;
+    let deployment = s.deployment("later", Some("echo never"), json!({})).await;
+    // Due in 8 s: inside the claim look-ahead, so it is claimed now and told to WAIT.
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(8))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let response = s
+        .app
+        .gql_as(
+            &s.owner.token,
+            "mutation($id: UUID!, $input: CreateFlowRunFromDeploymentInput) {
+                createFlowRunFromDeployment(deploymentId: $id, input: $input) { id } }",
+            json!({ "id": deployment, "input": { "state": { "type": "SCHEDULED", "scheduledTime": at } } }),
+        )
+        .await;
+    let run = uuid_at(&data(&response)["createFlowRunFromDeployment"]["id"]);
+    let (stop, agent) = s.start_agent(s.args());
+    s.wait_for(run, &["PENDING"]).await;
+    stop.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    assert_eq!(stopped.expect("the agent did not stop").unwrap(), Ok(()));
+
+    let response = s
+        .app
+        .gql_as(
+            &s.owner.token,
+            "query($id: UUID!) { flowRun(id: $id) { state { type name scheduledTime } stateHistory { type } } }",
+            json!({ "id": run }),
+        )
+        .await;
+    let back = &data(&response)["flowRun"];
+    assert_eq!(back["state"]["type"], "SCHEDULED", "{back:#}");
+    assert_eq!(back["state"]["name"], "Scheduled", "{back:#}");
+    let scheduled: chrono::DateTime<chrono::Utc> = back["state"]["scheduledTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at,
+        "{back:#}"
+    );
+    assert_history_ends(back, &["SCHEDULED", "PENDING", "SCHEDULED"]);
+}
