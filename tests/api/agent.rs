@@ -374,6 +374,11 @@ async fn an_unknown_workspace_or_queue_stops_the_agent_with_a_clear_error() {
     assert!(error.contains("no-such-workspace"), "{error}");
 
     let mut args = s.args();
+    args.api_key = "fc_not-a-key".into();
+    let error = agent::run(args, std::future::pending()).await.unwrap_err();
+    assert!(error.contains("API key"), "{error}");
+
+    let mut args = s.args();
     args.work_queue = "nope".into();
     let error = agent::run(args, std::future::pending()).await.unwrap_err();
     assert!(error.contains("nope") && error.contains("local"), "{error}");
