@@ -1,4 +1,4 @@
-//! The `flowcloud` command: serve (default), migrate, schema.
+//! The `flowcloud` command: serve (default), migrate, schema, agent.
 use clap::{Parser, Subcommand};
 use flowcloud::{Application, Config};
 use tracing_subscriber::EnvFilter;
@@ -24,6 +24,8 @@ enum Command {
     Migrate,
     /// Print the GraphQL SDL.
     Schema,
+    /// Run flow runs of a work queue as local shell commands (talks to a server over GraphQL).
+    Agent(flowcloud::agent::AgentArgs),
 }
 
 fn main() {
@@ -48,7 +50,16 @@ fn main() {
         Ok(f) => f,
         Err(err) => fail(&format!("FLOWCLOUD_LOG: {err}")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if matches!(cli.command, Some(Command::Agent(_))) {
+        // The agent's story goes to stderr; stdout stays free for whatever wraps it.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => fail(&format!("cannot start the async runtime: {err}")),
@@ -61,6 +72,7 @@ fn main() {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            Some(Command::Agent(args)) => flowcloud::agent::run(args, shutdown_signal()).await,
             _ => {
                 let app = Application::build(cli.config).await?;
                 app.run_until_stopped(shutdown_signal())
@@ -92,8 +104,19 @@ fn config_error_line(err: &clap::Error) -> String {
         .map(|source| source.to_string())
         .unwrap_or_else(|| {
             let text = err.to_string();
-            let first = text.lines().next().unwrap_or("invalid configuration");
-            first.trim_start_matches("error: ").to_owned()
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("invalid configuration");
+            let first = first.trim_start_matches("error: ").to_owned();
+            if first.ends_with(':') {
+                // "the following required arguments were not provided:" + indented names.
+                let names: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                format!("{first} {}", names.join(", "))
+            } else {
+                first
+            }
         });
     let is_value_error = matches!(
         err.kind(),

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod agent;
 mod catalog;
 mod collaborators;
 mod errors;
