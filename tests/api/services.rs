@@ -1013,3 +1013,139 @@ async fn when_the_leader_stops_the_other_server_takes_over() {
     );
     assert!(!is_leader(stopping));
 }
+
+// ------------------------------------------------------- replicas as processes (PostgreSQL)
+
+/// A `flowcloud` server process on the test's database; its output is kept line by line.
+struct Replica {
+    child: tokio::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Replica {
+    async fn start(database_url: &str) -> Replica {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowcloud"))
+            .env("DATABASE_URL", database_url)
+            .env("FLOWCLOUD_LISTEN", "127.0.0.1:0")
+            .env("FLOWCLOUD_LEADER_LEASE_SECONDS", "1")
+            .env("FLOWCLOUD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting flowcloud");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(stderr),
+        ] {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut reader = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    lines.lock().expect("lines").push(line);
+                }
+            });
+        }
+        let replica = Replica { child, lines };
+        eventually(StdDuration::from_secs(20), "the replica to listen", || {
+            let found = replica.said("listening on http://");
+            async move { found.then_some(()) }
+        })
+        .await;
+        replica
+    }
+
+    fn said(&self, text: &str) -> bool {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
+    fn leads(&self) -> bool {
+        self.said("this replica now runs the background services")
+    }
+}
+
+#[tokio::test]
+async fn two_server_processes_on_postgresql_have_one_leader_fail_over_and_never_duplicate_runs() {
+    let mut s = setup("processes").await;
+    if !s.app.is_postgres() {
+        println!("skipped: several server processes share a database only on PostgreSQL");
+        return;
+    }
+    // Every second: each scheduler step of the leader adds runs as the horizon moves.
+    let deployment = s
+        .deployment("every-second", json!({ "interval": 1 }), json!({}))
+        .await;
+    s.app.stop();
+    let database_url = s.app.config.database_url.clone();
+    let first = Replica::start(&database_url).await;
+    let second = Replica::start(&database_url).await;
+
+    let first_leads = eventually(StdDuration::from_secs(10), "one leader", || {
+        let (a, b) = (first.leads(), second.leads());
+        async move {
+            assert!(!(a && b), "two processes became leader");
+            (a || b).then_some(a)
+        }
+    })
+    .await;
+    let holder = eventually(StdDuration::from_secs(5), "a lease holder", || async {
+        current_holder(&s.app, Utc::now()).await
+    })
+    .await;
+    assert_ne!(holder, holder_id(&s.app));
+
+    // The leader dies without releasing: the other takes over once the lease expires.
+    let (mut dead, survivor) = if first_leads {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let killed_at = Instant::now();
+    let killed_wall = Utc::now();
+    dead.child.kill().await.expect("killing the leader");
+    eventually(
+        StdDuration::from_secs(10),
+        "the other process to take over",
+        || {
+            let took = survivor.leads();
+            async move { took.then_some(()) }
+        },
+    )
+    .await;
+    println!("took over {:?} after the leader died", killed_at.elapsed());
+    let new_holder = eventually(
+        StdDuration::from_secs(5),
+        "the new lease holder",
+        || async {
+            current_holder(&s.app, Utc::now())
+                .await
+                .filter(|h| *h != holder)
+        },
+    )
+    .await;
+    assert_ne!(new_holder, holder);
+    // The dead leader planned at most 100 s past its death (100 runs); later runs are the
+    // new leader's, filled when it took over.
+    eventually(
+        StdDuration::from_secs(15),
+        "runs from the new leader",
+        || async {
+            let runs =
+                auto_runs_after(&s.app, deployment, killed_wall + Duration::seconds(100)).await;
+            (!runs.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let runs = runs_of(&s.app, deployment).await;
+    assert!(runs.len() >= 100, "{} runs", runs.len());
+    assert_no_duplicates(&runs);
+}
