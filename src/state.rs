@@ -27,6 +27,9 @@ pub struct ServiceHandles {
     pub instance_id: uuid::Uuid,
     /// Whether this replica holds the leader lease (and so runs the services).
     pub leader: std::sync::atomic::AtomicBool,
+    /// When the lease this replica last took ends (Unix milliseconds): past it, this replica
+    /// no longer acts even if a renewal is late, since another may have taken over.
+    pub leader_until_ms: std::sync::atomic::AtomicI64,
     pub wake_scheduler: tokio::sync::Notify,
     pub wake_late: tokio::sync::Notify,
 }
@@ -63,6 +66,7 @@ impl AppState {
             services: Arc::new(ServiceHandles {
                 instance_id: uuid::Uuid::new_v4(),
                 leader: std::sync::atomic::AtomicBool::new(false),
+                leader_until_ms: std::sync::atomic::AtomicI64::new(0),
                 wake_scheduler: tokio::sync::Notify::new(),
                 wake_late: tokio::sync::Notify::new(),
             }),

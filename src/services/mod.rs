@@ -27,8 +27,11 @@ pub fn spawn_all(state: &AppState) {
     spawn_retention(state.clone());
 }
 
-fn is_leader(state: &AppState) -> bool {
+/// Whether this replica may act now: it holds the lease and the lease has not run out (a
+/// renewal that comes late must not leave two replicas acting at once).
+pub fn is_leader(state: &AppState) -> bool {
     state.services.leader.load(Ordering::Relaxed)
+        && Utc::now().timestamp_millis() < state.services.leader_until_ms.load(Ordering::Relaxed)
 }
 
 fn spawn_leader(state: AppState) {
@@ -38,13 +41,21 @@ fn spawn_leader(state: AppState) {
         let renew = Duration::from_millis(u64::from(state.config.leader_lease_seconds) * 1000 / 3);
         let holder = state.services.instance_id.to_string();
         loop {
-            let leader = match leader::try_acquire(&state, &holder, ttl, Utc::now()).await {
+            let now = Utc::now();
+            let leader = match leader::try_acquire(&state, &holder, ttl, now).await {
                 Ok(leader) => leader,
                 Err(err) => {
                     tracing::warn!(error = ?err, "leader lease check failed");
                     false
                 }
             };
+            if leader {
+                let until = (now + ttl).timestamp_millis();
+                state
+                    .services
+                    .leader_until_ms
+                    .store(until, Ordering::Relaxed);
+            }
             let was = state.services.leader.swap(leader, Ordering::Relaxed);
             if leader && !was {
                 tracing::info!("this replica now runs the background services");

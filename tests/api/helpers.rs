@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use flowcloud::state::AppState;
 use flowcloud::{Application, Config};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
@@ -28,6 +29,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The configuration the server was built with (its `database_url` included).
     pub config: Config,
+    /// The server's own state, for driving background services step by step (`try_tick`).
+    pub state: AppState,
     /// Keeps the SQLite file alive for as long as any app built on it.
     temp_dir: Option<Arc<TempDir>>,
     /// For PostgreSQL: the admin URL and the name of the database to drop afterwards.
@@ -246,6 +249,7 @@ async fn start(
         .await
         .unwrap_or_else(|e| panic!("the application failed to build: {e}"));
     let address = app.address();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -262,6 +266,7 @@ async fn start(
             .expect("reqwest client"),
         db,
         config,
+        state,
         temp_dir,
         pg_cleanup,
         shutdown: Some(tx),

@@ -11,4 +11,5 @@ mod collaborators;
 mod errors;
 mod http;
 mod schema_file;
+mod services;
 mod workspaces;
