@@ -33,6 +33,8 @@ pub struct TestApp {
     /// For PostgreSQL: the admin URL and the name of the database to drop afterwards.
     pg_cleanup: Option<Arc<PgDatabase>>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The server's own state (its database handles and statement counter).
+    pub state: flowcloud::state::AppState,
 }
 
 /// A signed-up account with a session token.
@@ -190,6 +192,31 @@ impl TestApp {
     pub fn is_postgres(&self) -> bool {
         self.config.database_url.starts_with("postgres")
     }
+
+    /// SQL statements this server process has run so far (take it before and after a request).
+    pub fn statement_count(&self) -> u64 {
+        self.state.db.statement_count()
+    }
+
+    /// `SELECT COUNT(*) FROM table [WHERE …]` on the test's own connection.
+    pub async fn count_rows(&self, table: &str, filter: &str) -> i64 {
+        let sql = if filter.is_empty() {
+            format!("SELECT COUNT(*) AS n FROM {table}")
+        } else {
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")
+        };
+        let row = self
+            .db
+            .query_one(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql.clone(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("SQL failed: {sql}: {e}"))
+            .unwrap_or_else(|| panic!("no row: {sql}"));
+        row.try_get::<i64>("", "n")
+            .unwrap_or_else(|e| panic!("no count: {sql}: {e}"))
+    }
 }
 
 impl Drop for TestApp {
@@ -246,6 +273,7 @@ async fn start(
         .await
         .unwrap_or_else(|e| panic!("the application failed to build: {e}"));
     let address = app.address();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -265,6 +293,7 @@ async fn start(
         temp_dir,
         pg_cleanup,
         shutdown: Some(tx),
+        state,
     }
 }
 

@@ -9,5 +9,6 @@ mod catalog;
 mod collaborators;
 mod errors;
 mod http;
+mod orchestration;
 mod schema_file;
 mod workspaces;
