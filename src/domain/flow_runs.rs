@@ -293,7 +293,7 @@ pub async fn insert_run(
     conn: &impl ConnectionTrait,
     row: NewRunRow,
 ) -> Result<(flow_runs::Model, i64), InsertError> {
-    let now = Utc::now();
+    let now = super::runs_common::now();
     let initial = match decide_initial(&row.state, now) {
         Some(s) => s,
         None => return Err(InsertError::App(AppError::internal("no initial state"))),
@@ -443,7 +443,7 @@ pub async fn set_state(
     };
     require_role(&txn, viewer, run.workspace_id, Role::Editor, "flow run").await?;
     let workspace_id = run.workspace_id;
-    let (outcome, seq) = transition(&txn, run, &proposed, force, Utc::now()).await?;
+    let (outcome, seq) = transition(&txn, run, &proposed, force, super::runs_common::now()).await?;
     txn.commit().await?;
     if let Some(seq) = seq {
         state.events.committed(workspace_id, seq);

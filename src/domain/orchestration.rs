@@ -282,9 +282,9 @@ mod tests {
             for to in StateType::ALL {
                 let f = facts(state(from, from.default_name(), Some(now)));
                 let d = decide(&f, &ProposedState::new(to), false, now);
-                let expected = if from.is_terminal() {
-                    Kind::Abort
-                } else if to == Pending && matches!(from, Pending | Running | Cancelling) {
+                let leaves_terminal = from.is_terminal();
+                let pending_again = to == Pending && matches!(from, Pending | Running | Cancelling);
+                let expected = if leaves_terminal || pending_again {
                     Kind::Abort
                 } else if from == Cancelling && !to.is_terminal() {
                     Kind::Reject

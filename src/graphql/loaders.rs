@@ -230,8 +230,9 @@ pub mod runs {
             &self,
             keys: &[TaskRunPageKey],
         ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
-            let mut groups: HashMap<(u64, Option<(DateTime<Utc>, Uuid)>), Vec<Uuid>> =
-                HashMap::new();
+            // Keys that share a page size and position, with their flow runs.
+            type PageShape = (u64, Option<(DateTime<Utc>, Uuid)>);
+            let mut groups: HashMap<PageShape, Vec<Uuid>> = HashMap::new();
             for key in keys {
                 groups
                     .entry((key.fetch, key.after))
@@ -260,7 +261,9 @@ pub mod runs {
                 outer
                     .expr(Expr::cust("*"))
                     .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
-                    .and_where(Expr::cust_with_values("\"rn\" <= ?", [fetch as i64]))
+                    // A number of our own (the page size plus one): inlined, as `?` is not
+                    // a placeholder on PostgreSQL.
+                    .and_where(Expr::cust(format!("\"rn\" <= {fetch}")))
                     .order_by(
                         sea_orm::sea_query::Alias::new("flow_run_id"),
                         sea_orm::sea_query::Order::Asc,

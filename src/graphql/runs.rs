@@ -160,7 +160,7 @@ impl From<StateInput> for ProposedState {
             state_type: input.state_type.into(),
             name: input.name,
             message: input.message,
-            scheduled_time: input.scheduled_time,
+            scheduled_time: input.scheduled_time.map(crate::domain::runs_common::micros),
             transition_id: input.transition_id,
         }
     }

@@ -163,6 +163,9 @@ async fn an_idempotency_key_already_used_for_the_flow_returns_the_same_run() {
     assert_eq!(page["workspace"]["flowRuns"]["totalCount"], 3);
 }
 
+/// A run the paging test created: id, index, expected start, flow.
+type Created = (Uuid, i64, chrono::DateTime<Utc>, Uuid);
+
 /// Every page of `workspace.flowRuns` with `args`, `first` at a time: the nodes in order.
 async fn all_pages(w: &World, first: i64, sort: &str, filter: Value) -> Vec<Value> {
     let mut after: Option<String> = None;
@@ -201,7 +204,7 @@ async fn flow_run_pages_have_stable_cursors_for_every_sort_and_filter() {
     let second_flow = create_flow(&w.app, &w.owner, w.ws, "second").await;
     let base = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
     // 55 runs; expected start times repeat (ties broken by id), names repeat too.
-    let mut expected_runs = Vec::new();
+    let mut expected_runs: Vec<Created> = Vec::new();
     for i in 0..55i64 {
         let at = base + Duration::minutes(i % 7);
         let flow = if i % 5 == 0 { second_flow } else { w.flow };
@@ -289,9 +292,7 @@ async fn flow_run_pages_have_stable_cursors_for_every_sort_and_filter() {
     }
 
     // Filters, alone and together; totalCount counts the filtered runs.
-    let count = |pred: &dyn Fn(&(Uuid, i64, chrono::DateTime<Utc>, Uuid)) -> bool| {
-        expected_runs.iter().filter(|r| pred(r)).count()
-    };
+    let count = |pred: &dyn Fn(&Created) -> bool| expected_runs.iter().filter(|r| pred(r)).count();
     let cases: Vec<(Value, usize)> = vec![
         (
             json!({ "flowIds": [second_flow] }),
