@@ -37,7 +37,7 @@ pub async fn claim(
             format!("must be between 1 and {MAX_CLAIM}"),
         ));
     }
-    let now = Utc::now();
+    let now = super::runs_common::now();
     let scheduled_before = scheduled_before.unwrap_or(now + DEFAULT_LOOKAHEAD);
     let txn = state.db.write().begin().await?;
     let queue = work_queues::Entity::find_by_id(work_queue_id)

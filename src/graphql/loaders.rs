@@ -262,7 +262,9 @@ pub mod runs {
                 outer
                     .expr(Expr::cust("*"))
                     .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
-                    .and_where(Expr::cust_with_values("\"rn\" <= ?", [fetch as i64]))
+                    // A number of our own (the page size plus one): inlined, as `?` is not
+                    // a placeholder on PostgreSQL.
+                    .and_where(Expr::cust(format!("\"rn\" <= {fetch}")))
                     .order_by(
                         sea_orm::sea_query::Alias::new("flow_run_id"),
                         sea_orm::sea_query::Order::Asc,

@@ -1,6 +1,6 @@
 //! Flow runs, task runs, states, orchestration results, the run graph, summaries and alerts.
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use entity::{flow_runs, run_alerts, task_runs};
 use uuid::Uuid;
 
@@ -160,7 +160,7 @@ impl From<StateInput> for ProposedState {
             state_type: input.state_type.into(),
             name: input.name,
             message: input.message,
-            scheduled_time: input.scheduled_time,
+            scheduled_time: input.scheduled_time.map(crate::domain::runs_common::micros),
             transition_id: input.transition_id,
         }
     }
@@ -823,9 +823,8 @@ pub async fn workspace_summary(
         &filter.unwrap_or_default().into(),
     )
     .await?;
-    let total_ms = (until - since).num_milliseconds();
     let n = i64::from(buckets);
-    let boundary = |i: i64| since + Duration::milliseconds(total_ms * i / n);
+    let boundary = |i: i64| domain_runs::bucket_start(since, until, n, i);
     let history = counts
         .buckets
         .iter()

@@ -193,6 +193,31 @@ impl TestApp {
     pub fn is_postgres(&self) -> bool {
         self.config.database_url.starts_with("postgres")
     }
+
+    /// SQL statements this server process has run so far (take it before and after a request).
+    pub fn statement_count(&self) -> u64 {
+        self.state.db.statement_count()
+    }
+
+    /// `SELECT COUNT(*) FROM table [WHERE …]` on the test's own connection.
+    pub async fn count_rows(&self, table: &str, filter: &str) -> i64 {
+        let sql = if filter.is_empty() {
+            format!("SELECT COUNT(*) AS n FROM {table}")
+        } else {
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")
+        };
+        let row = self
+            .db
+            .query_one(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql.clone(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("SQL failed: {sql}: {e}"))
+            .unwrap_or_else(|| panic!("no row: {sql}"));
+        row.try_get::<i64>("", "n")
+            .unwrap_or_else(|e| panic!("no count: {sql}: {e}"))
+    }
 }
 
 impl Drop for TestApp {

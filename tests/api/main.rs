@@ -10,6 +10,7 @@ mod catalog;
 mod collaborators;
 mod errors;
 mod http;
+mod orchestration;
 mod schema_file;
 mod services;
 mod workspaces;
