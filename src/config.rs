@@ -78,6 +78,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FLOWCLOUD_LEADER_LEASE_SECONDS", value_name = "FLOWCLOUD_LEADER_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
     pub leader_lease_seconds: u32,
 
+    /// Run the background services (scheduler, late-run detector, retention) in this process.
+    /// Turn off for API-only replicas; one replica with them on is enough.
+    #[arg(long, global = true, env = "FLOWCLOUD_BACKGROUND_SERVICES", value_name = "FLOWCLOUD_BACKGROUND_SERVICES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub background_services: bool,
+
     /// Days events are kept for subscription replay.
     #[arg(long, global = true, env = "FLOWCLOUD_EVENT_RETENTION_DAYS", value_name = "FLOWCLOUD_EVENT_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_retention_days: u32,
@@ -116,6 +121,7 @@ impl Config {
             ws_init_timeout_ms: 10_000,
             ws_ping_seconds: 15,
             leader_lease_seconds: 10,
+            background_services: true,
             event_retention_days: 7,
             log_retention_days: 30,
             login_max_failures: 5,

@@ -57,6 +57,9 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (database_url, temp_dir, pg_cleanup) = fresh_database().await;
     let mut config = Config::for_database(database_url);
+    // Background services act on their own clock; tests drive them with `try_tick` instead,
+    // and the tests that need the real loops turn them back on.
+    config.background_services = false;
     configure(&mut config);
     start(config, temp_dir.map(Arc::new), pg_cleanup.map(Arc::new)).await
 }

@@ -27,7 +27,11 @@ struct Setup {
 }
 
 async fn setup_with(handle: &str, configure: impl FnOnce(&mut flowcloud::Config)) -> Setup {
-    let app = spawn_app_with(configure).await;
+    let app = spawn_app_with(|config| {
+        config.background_services = true;
+        configure(config);
+    })
+    .await;
     let user = app.sign_up(handle).await;
     let ws = app.create_workspace(&user, &format!("{handle}-ws")).await;
     let response = app
@@ -914,7 +918,11 @@ fn is_leader(app: &TestApp) -> bool {
 #[tokio::test]
 async fn two_servers_on_one_database_have_one_leader_until_its_lease_expires() {
     // A long lease: the loops take it once and do not renew during the test.
-    let first = spawn_app_with(|c| c.leader_lease_seconds = 600).await;
+    let first = spawn_app_with(|c| {
+        c.background_services = true;
+        c.leader_lease_seconds = 600;
+    })
+    .await;
     let second = first.spawn_sibling_with(|_| {}).await;
     let (a, b) = (holder_id(&first), holder_id(&second));
     let lease = Duration::seconds(600);
@@ -981,7 +989,11 @@ async fn two_servers_on_one_database_have_one_leader_until_its_lease_expires() {
 
 #[tokio::test]
 async fn when_the_leader_stops_the_other_server_takes_over() {
-    let mut first = spawn_app_with(|c| c.leader_lease_seconds = 1).await;
+    let mut first = spawn_app_with(|c| {
+        c.background_services = true;
+        c.leader_lease_seconds = 1;
+    })
+    .await;
     let mut second = first.spawn_sibling_with(|_| {}).await;
     let leader = eventually(StdDuration::from_secs(5), "a leader", || async {
         let (a, b) = (is_leader(&first), is_leader(&second));
