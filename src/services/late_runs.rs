@@ -1,5 +1,6 @@
 //! The late-run detector: a `SCHEDULED` run named `Scheduled` whose expected start is more than
-//! `FLOWCLOUD_LATE_AFTER_SECONDS` in the past becomes `Late` (through the orchestration rules,
+//! `FLOWCLOUD_LATE_AFTER_SECONDS` in the past becomes `Late`. The expected start is the time
+//! its current `SCHEDULED` state is for (a re-run's new time, not the first run's) (through the orchestration rules,
 //! with a `LATE` alert). It sleeps until the next run's due time rather than polling, and new
 //! runs or claims wake it.
 use chrono::{DateTime, Duration, Utc};
@@ -29,8 +30,8 @@ pub async fn try_tick(state: &AppState, now: DateTime<Utc>) -> AppResult<Tick> {
         .column(flow_runs::Column::Id)
         .filter(flow_runs::Column::StateType.eq(StateType::Scheduled.as_str()))
         .filter(flow_runs::Column::StateName.eq(NAME_SCHEDULED))
-        .filter(flow_runs::Column::ExpectedStartTime.lt(cutoff))
-        .order_by_asc(flow_runs::Column::ExpectedStartTime)
+        .filter(flow_runs::Column::StateScheduledTime.lt(cutoff))
+        .order_by_asc(flow_runs::Column::StateScheduledTime)
         .limit(BATCH)
         .into_tuple()
         .all(state.db.read())
@@ -42,12 +43,16 @@ pub async fn try_tick(state: &AppState, now: DateTime<Utc>) -> AppResult<Tick> {
         let Some(run) = lock_run(&txn, *id).await? else {
             continue;
         };
+        // Rescheduled meanwhile: not late (yet).
+        if run.state_scheduled_time.is_none_or(|at| at >= cutoff) {
+            continue;
+        }
         let workspace_id = run.workspace_id;
         let mut late = ProposedState::new(StateType::Scheduled).named(NAME_LATE);
         late.scheduled_time = run.state_scheduled_time;
         late.message = Some(format!(
             "expected to start at {} and not started {} s later",
-            run.expected_start_time
+            run.state_scheduled_time
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
             threshold.num_seconds()
@@ -63,10 +68,10 @@ pub async fn try_tick(state: &AppState, now: DateTime<Utc>) -> AppResult<Tick> {
     }
     let next: Option<Option<DateTime<Utc>>> = flow_runs::Entity::find()
         .select_only()
-        .column(flow_runs::Column::ExpectedStartTime)
+        .column(flow_runs::Column::StateScheduledTime)
         .filter(flow_runs::Column::StateType.eq(StateType::Scheduled.as_str()))
         .filter(flow_runs::Column::StateName.eq(NAME_SCHEDULED))
-        .order_by_asc(flow_runs::Column::ExpectedStartTime)
+        .order_by_asc(flow_runs::Column::StateScheduledTime)
         .into_tuple()
         .one(state.db.read())
         .await?;

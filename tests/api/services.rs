@@ -1161,3 +1161,50 @@ async fn two_server_processes_on_postgresql_have_one_leader_fail_over_and_never_
     assert!(runs.len() >= 100, "{} runs", runs.len());
     assert_no_duplicates(&runs);
 }
+
+#[tokio::test]
+async fn a_rerun_is_due_at_its_new_time_not_at_the_first_runs_expected_start() {
+    let s = setup_with("rerun", late_after_two_seconds).await;
+    let deployment = s
+        .deployment("manual", Value::Null, json!({ "workQueueName": "q" }))
+        .await;
+    let response = s
+        .gql(
+            "mutation($ws: UUID!) { createWorkQueue(workspaceId: $ws, input: { name: \"q\" }) { id } }",
+            json!({ "ws": s.ws }),
+        )
+        .await;
+    let queue = uuid_at(&data(&response)["createWorkQueue"]["id"]);
+    let run = s
+        .manual_run(
+            json!({ "deploymentId": deployment, "workQueueName": "q" }),
+            json!({ "type": "RUNNING" }),
+        )
+        .await;
+    assert_eq!(
+        s.set_state(run, json!({ "type": "COMPLETED" })).await["status"],
+        "ACCEPT"
+    );
+    let again = an_hour_from_now() + Duration::hours(1);
+    let rerun = s
+        .set_state(run, json!({ "type": "SCHEDULED", "scheduledTime": again }))
+        .await;
+    assert_eq!(rerun["status"], "ACCEPT", "{rerun}");
+
+    // Long past the first run's expected start, but before the re-run's time: neither late
+    // nor claimable.
+    let before = again - Duration::minutes(30);
+    assert_eq!(late_tick(&s.app.state, before).await.marked, 0);
+    let response = s
+        .gql(
+            "mutation($q: UUID!, $before: DateTime!) { claimFlowRuns(workQueueId: $q, scheduledBefore: $before) { id } }",
+            json!({ "q": queue, "before": before }),
+        )
+        .await;
+    assert_eq!(data(&response)["claimFlowRuns"], json!([]));
+
+    // Past the re-run's own time and the threshold it is late.
+    let tick = late_tick(&s.app.state, again + Duration::seconds(3)).await;
+    assert_eq!(tick.marked, 1);
+    assert_eq!(s.flow_run(run).await["state"]["name"], "Late");
+}
