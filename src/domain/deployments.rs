@@ -305,6 +305,8 @@ pub async fn list(
 }
 
 /// Loads a deployment and checks the viewer's role in its workspace.
+/// Reads a deployment to change it, its row locked until the transaction ends, so a
+/// concurrent scheduler fill is decided entirely before or after this change.
 async fn find_for(
     conn: &impl ConnectionTrait,
     viewer: &Viewer,
@@ -312,6 +314,7 @@ async fn find_for(
     min: Role,
 ) -> AppResult<deployments::Model> {
     let deployment = deployments::Entity::find_by_id(id)
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or_else(|| AppError::not_found("deployment"))?;
