@@ -260,7 +260,9 @@ pub mod runs {
                 outer
                     .expr(Expr::cust("*"))
                     .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
-                    .and_where(Expr::cust_with_values("\"rn\" <= ?", [fetch as i64]))
+                    // A typed comparison: `?` in a custom expression is not rewritten to
+                    // PostgreSQL's `$1`.
+                    .and_where(Expr::col(sea_orm::sea_query::Alias::new("rn")).lte(fetch as i64))
                     .order_by(
                         sea_orm::sea_query::Alias::new("flow_run_id"),
                         sea_orm::sea_query::Order::Asc,
