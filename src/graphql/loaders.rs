@@ -262,9 +262,9 @@ pub mod runs {
                 outer
                     .expr(Expr::cust("*"))
                     .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
-                    // A number of our own (the page size plus one): inlined, as `?` is not
-                    // a placeholder on PostgreSQL.
-                    .and_where(Expr::cust(format!("\"rn\" <= {fetch}")))
+                    // A typed comparison: `?` in a custom expression is not rewritten to
+                    // PostgreSQL's `$1`.
+                    .and_where(Expr::col(sea_orm::sea_query::Alias::new("rn")).lte(fetch as i64))
                     .order_by(
                         sea_orm::sea_query::Alias::new("flow_run_id"),
                         sea_orm::sea_query::Order::Asc,
