@@ -22,6 +22,10 @@ use flowcloud::{Application, Config};
 use sea_orm::{ConnectionTrait, Database, EntityTrait, Set};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+
+// The same allocator as the `flowcloud` binary, so the in-process server measures alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use uuid::Uuid;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;

@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FLOWCLOUD_GRAPHIQL_ASSETS_URL", value_name = "FLOWCLOUD_GRAPHIQL_ASSETS_URL", default_value = "https://unpkg.com", value_parser = parse_http_url)]
     pub graphiql_assets_url: String,
 
+    /// Largest request body in bytes (uploads are capped at 1 MiB separately). Big enough for a
+    /// 10,000-line `createLogs` batch.
+    #[arg(long, global = true, env = "FLOWCLOUD_MAX_BODY_BYTES", value_name = "FLOWCLOUD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(64 * 1024..=256 * 1024 * 1024))]
+    pub max_body_bytes: u32,
+
     /// Milliseconds a websocket may wait before sending `connection_init` (then closed with 4408).
     #[arg(long, global = true, env = "FLOWCLOUD_WS_INIT_TIMEOUT_MS", value_name = "FLOWCLOUD_WS_INIT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(10..=600_000))]
     pub ws_init_timeout_ms: u32,
@@ -118,6 +123,7 @@ impl Config {
             session_ttl_seconds: 86_400,
             cors_origins: "*".into(),
             graphiql_assets_url: "https://unpkg.com".into(),
+            max_body_bytes: 16 * 1024 * 1024,
             ws_init_timeout_ms: 10_000,
             ws_ping_seconds: 15,
             leader_lease_seconds: 10,
