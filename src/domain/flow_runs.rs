@@ -452,6 +452,47 @@ pub async fn set_state(
     Ok(outcome)
 }
 
+/// A decision, split into what to write or what to answer without writing.
+pub enum Verdict {
+    /// Write `state`, then answer with `status` and `reason`.
+    Write {
+        state: NewState,
+        status: SetStateStatus,
+        reason: Option<String>,
+    },
+    /// Nothing is written: the current state stands.
+    Answer(Outcome),
+}
+
+pub fn verdict(decision: Decision, current: &StateRecord) -> Verdict {
+    let unchanged = |status, reason, delay_seconds| {
+        Verdict::Answer(Outcome {
+            status,
+            state: current.clone(),
+            reason: Some(reason),
+            delay_seconds,
+        })
+    };
+    match decision {
+        Decision::Accept(state) => Verdict::Write {
+            state,
+            status: SetStateStatus::Accept,
+            reason: None,
+        },
+        Decision::RejectAndWrite { state, reason } => Verdict::Write {
+            state,
+            status: SetStateStatus::Reject,
+            reason: Some(reason),
+        },
+        Decision::Reject { reason } => unchanged(SetStateStatus::Reject, reason, None),
+        Decision::Wait {
+            delay_seconds,
+            reason,
+        } => unchanged(SetStateStatus::Wait, reason, Some(delay_seconds)),
+        Decision::Abort { reason } => unchanged(SetStateStatus::Abort, reason, None),
+    }
+}
+
 /// Reads a run and locks its row until the transaction ends (PostgreSQL `FOR UPDATE`; on
 /// SQLite the single writer connection already serializes writing transactions).
 pub async fn lock_run(
@@ -482,61 +523,24 @@ pub async fn transition(
         retry_delay_seconds: run.retry_delay_seconds,
         flow_run_state: None,
     };
-    match decide(&facts, proposed, force, now) {
-        Decision::Accept(new) => {
-            let (record, seq) = write_state(conn, run, &current, &new, now).await?;
-            Ok((
-                Outcome {
-                    status: SetStateStatus::Accept,
-                    state: record,
-                    reason: None,
-                    delay_seconds: None,
-                },
-                Some(seq),
-            ))
-        }
-        Decision::RejectAndWrite { state, reason } => {
+    match verdict(decide(&facts, proposed, force, now), &current) {
+        Verdict::Write {
+            state,
+            status,
+            reason,
+        } => {
             let (record, seq) = write_state(conn, run, &current, &state, now).await?;
             Ok((
                 Outcome {
-                    status: SetStateStatus::Reject,
+                    status,
                     state: record,
-                    reason: Some(reason),
+                    reason,
                     delay_seconds: None,
                 },
                 Some(seq),
             ))
         }
-        Decision::Reject { reason } => Ok((
-            Outcome {
-                status: SetStateStatus::Reject,
-                state: current,
-                reason: Some(reason),
-                delay_seconds: None,
-            },
-            None,
-        )),
-        Decision::Wait {
-            delay_seconds,
-            reason,
-        } => Ok((
-            Outcome {
-                status: SetStateStatus::Wait,
-                state: current,
-                reason: Some(reason),
-                delay_seconds: Some(delay_seconds),
-            },
-            None,
-        )),
-        Decision::Abort { reason } => Ok((
-            Outcome {
-                status: SetStateStatus::Abort,
-                state: current,
-                reason: Some(reason),
-                delay_seconds: None,
-            },
-            None,
-        )),
+        Verdict::Answer(outcome) => Ok((outcome, None)),
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::access::{require_role, role_of, Role};
-use super::flow_runs::{Outcome, SetStateStatus};
+use super::flow_runs::{verdict, Outcome, Verdict};
 use super::orchestration::{bookkeep, decide, Bookkeeping, Decision, NewState, RunFacts};
 use super::runs_common;
 use super::states::{ProposedState, StateRecord, StateType};
@@ -294,8 +294,12 @@ pub async fn set_state(
         flow_run_state: Some(StateType::parse(&flow_run.state_type)?),
     };
     let workspace_id = task.workspace_id;
-    let (outcome, seq) = match decide(&facts, &proposed, force, now) {
-        Decision::Accept(new) | Decision::RejectAndWrite { state: new, .. } => {
+    let (outcome, seq) = match verdict(decide(&facts, &proposed, force, now), &current) {
+        Verdict::Write {
+            state: new,
+            status,
+            reason,
+        } => {
             let books = bookkeep(
                 &Bookkeeping {
                     run_count: task.run_count,
@@ -327,44 +331,15 @@ pub async fn set_state(
             let seq = state_event(&txn, &task, Some(&current), &record).await?;
             (
                 Outcome {
-                    status: SetStateStatus::Accept,
+                    status,
                     state: record,
-                    reason: None,
+                    reason,
                     delay_seconds: None,
                 },
                 Some(seq),
             )
         }
-        Decision::Reject { reason } => (
-            Outcome {
-                status: SetStateStatus::Reject,
-                state: current,
-                reason: Some(reason),
-                delay_seconds: None,
-            },
-            None,
-        ),
-        Decision::Wait {
-            delay_seconds,
-            reason,
-        } => (
-            Outcome {
-                status: SetStateStatus::Wait,
-                state: current,
-                reason: Some(reason),
-                delay_seconds: Some(delay_seconds),
-            },
-            None,
-        ),
-        Decision::Abort { reason } => (
-            Outcome {
-                status: SetStateStatus::Abort,
-                state: current,
-                reason: Some(reason),
-                delay_seconds: None,
-            },
-            None,
-        ),
+        Verdict::Answer(outcome) => (outcome, None),
     };
     txn.commit().await?;
     if let Some(seq) = seq {
