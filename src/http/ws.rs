@@ -276,9 +276,13 @@ impl Connection {
         };
         assign_error_codes(&mut response);
         let first = self.answered.insert(id.clone());
+        // A request error (parse, validation: no path) or a refusal by the subscription
+        // field itself (no access, bad cursor: the path is just the root field). async-graphql
+        // gives the latter the root field's path, so "no path" alone would send it as a
+        // result. Errors deeper in a result (path longer than one) are results.
         let request_error = response.data == async_graphql::Value::Null
             && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
+            && response.errors.iter().all(|e| e.path.len() <= 1);
         if first && request_error {
             // Refused before any result: an `error` message, and the operation is over.
             self.subscriptions.remove(&id);

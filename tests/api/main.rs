@@ -11,3 +11,5 @@ mod errors;
 mod http;
 mod schema_file;
 mod workspaces;
+mod live;
+mod ws_client;
