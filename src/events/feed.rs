@@ -252,7 +252,7 @@ impl Hub {
     }
 
     async fn run_feed(self, workspace_id: Uuid, sender: broadcast::Sender<Arc<Batch>>) {
-        let mut notices = self.bus.subscribe();
+        let mut notices = self.bus.subscribe_committed();
         let mut last = match head(&self.db, workspace_id).await {
             Ok(seq) => seq,
             Err(_) => 0,

@@ -100,7 +100,6 @@ fn matches_filter(
         ids.as_ref()
             .is_none_or(|ids| id.is_some_and(|id| ids.contains(&id)))
     };
-    let tags = crate::domain::runs_common::tags_from_json(&run.tags);
     within(&filter.flow_ids, Some(run.flow_id))
         && within(&filter.deployment_ids, run.deployment_id)
         && within(&filter.flow_run_ids, Some(run.id))
@@ -116,7 +115,11 @@ fn matches_filter(
         && filter
             .tags
             .as_ref()
-            .is_none_or(|wanted| wanted.iter().all(|t| tags.contains(t)))
+            .is_none_or(|wanted| {
+                // Parsed only when asked for: this runs per event per subscription.
+                let tags = crate::domain::runs_common::tags_from_json(&run.tags);
+                wanted.iter().all(|t| tags.contains(t))
+            })
         && filter.work_queue_names.as_ref().is_none_or(|names| {
             run.work_queue_name
                 .as_ref()
