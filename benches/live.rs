@@ -30,7 +30,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const SUBS_PER_CONNECTION: usize = 10;
 const ROUNDS: usize = 10;
 const LONE_ROUNDS: usize = 300;
 const SUBSCRIPTION: &str = "subscription($ws: UUID!, $after: String) {
@@ -229,7 +228,7 @@ async fn connect(url: &str, token: &str) -> Socket {
     socket
 }
 
-async fn subscribe(socket: &mut Socket, id: usize, ws: &str, after: &str) {
+async fn subscribe(socket: &mut Socket, id: usize, ws: &str, after: Option<&str>) {
     let message = json!({ "type": "subscribe", "id": id.to_string(),
         "payload": { "query": SUBSCRIPTION, "variables": { "ws": ws, "after": after } } });
     socket
@@ -289,7 +288,7 @@ fn ms(d: Duration) -> String {
 /// The newest cursor: the one event so far is the run's creation.
 async fn head_cursor(server: &Server, api: &Api, ws: &str) -> String {
     let mut socket = connect(&server.ws_url, &api.token).await;
-    subscribe(&mut socket, 0, ws, "0").await;
+    subscribe(&mut socket, 0, ws, Some("0")).await;
     let mut cursor = String::new();
     while let Some(Ok(Message::Text(text))) = socket.next().await {
         let v: Value = serde_json::from_str(text.as_str()).unwrap();
@@ -379,11 +378,26 @@ async fn round(
     latencies
 }
 
+/// Subscriptions per websocket connection: 10, or `BENCH_SUBS_PER_CONNECTION`.
+fn subs_per_connection() -> usize {
+    std::env::var("BENCH_SUBS_PER_CONNECTION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(10)
+}
+
 async fn fan_out(subscriptions: usize) {
-    let connections = subscriptions / SUBS_PER_CONNECTION;
+    let per_connection = subs_per_connection();
+    let connections = subscriptions / per_connection;
     let server = Server::start().await;
     let (api, ws, run) = setup(&server).await;
-    let after = head_cursor(&server, &api, &ws).await;
+    // Live subscriptions (what a dashboard opens), or with BENCH_RESUME=1 resuming from the
+    // newest cursor (each one then replays from the log as it starts).
+    let after = match std::env::var_os("BENCH_RESUME") {
+        Some(_) => Some(head_cursor(&server, &api, &ws).await),
+        None => None,
+    };
     let (rss_before, _) = server.memory();
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -399,8 +413,8 @@ async fn fan_out(subscriptions: usize) {
             );
             async move {
                 let mut socket = connect(&url, &token).await;
-                for id in 0..SUBS_PER_CONNECTION {
-                    subscribe(&mut socket, id, &ws, &after).await;
+                for id in 0..per_connection {
+                    subscribe(&mut socket, id, &ws, after.as_deref()).await;
                 }
                 let (write, read) = socket.split();
                 spawn_reader(read, tx);
@@ -415,10 +429,41 @@ async fn fan_out(subscriptions: usize) {
         eprintln!("server pid {}", server.pid);
     }
 
-    // Every subscription resumes from `after`, so the first change reaches all of them once
-    // they are set up: that is the warm-up.
-    let warm = round(&api, &run, "PENDING", &mut rx, subscriptions).await;
-    let warm_max = warm.iter().max().copied().unwrap_or_default();
+    // Warm-up: subscriptions have no acknowledgement, so change state until one change
+    // reaches every subscription (resuming ones get the first change in any case).
+    let warm_started = Instant::now();
+    let mut warm_rounds = 0;
+    let warm_max = loop {
+        warm_rounds += 1;
+        let sent = Instant::now();
+        api.set_state(
+            &run,
+            if warm_rounds % 2 == 0 {
+                "RUNNING"
+            } else {
+                "PENDING"
+            },
+        )
+        .await;
+        let mut got = 0;
+        let mut last = sent;
+        while got < subscriptions {
+            match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                Ok(Some(at)) => {
+                    got += 1;
+                    last = at;
+                }
+                _ => break,
+            }
+        }
+        if got == subscriptions {
+            break last - sent;
+        }
+        assert!(
+            warm_started.elapsed() < Duration::from_secs(120),
+            "subscriptions never all went live"
+        );
+    };
     // Let the server settle, then read its memory with every subscription idle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_idle, _) = server.memory();
@@ -445,7 +490,7 @@ async fn fan_out(subscriptions: usize) {
     let (_, peak) = server.memory();
     let per_subscription = (rss_idle.saturating_sub(rss_before)) as f64 / subscriptions as f64;
     println!(
-        "{subscriptions} subscriptions ({connections} connections x {SUBS_PER_CONNECTION}), opened in {opened_in:.2?}, first event to all in {}:",
+        "{subscriptions} subscriptions ({connections} connections x {per_connection}), opened in {opened_in:.2?}, all live after {warm_rounds} change(s), the last reaching all in {}:",
         ms(warm_max)
     );
     println!(

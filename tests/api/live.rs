@@ -20,7 +20,8 @@ const FLOW_SUB: &str = "subscription($ws: UUID!, $filter: FlowRunFilter, $after:
 const TASK_SUB: &str = "subscription($ws: UUID!, $run: UUID, $after: String) {
     taskRunStateChanged(workspaceId: $ws, flowRunId: $run, after: $after) {
         cursor occurredAt taskRun { id flowRun { id } } fromState { id type } toState { id type } } }";
-const LOG_SUB: &str = "subscription($ws: UUID!, $run: UUID!, $task: UUID, $min: LogLevel, $after: String) {
+const LOG_SUB: &str =
+    "subscription($ws: UUID!, $run: UUID!, $task: UUID, $min: LogLevel, $after: String) {
     logs(workspaceId: $ws, flowRunId: $run, taskRunId: $task, minLevel: $min, after: $after) {
         id cursor flowRunId taskRunId level name message timestamp } }";
 const ALERT_SUB: &str = "subscription($ws: UUID!, $kinds: [AlertKind!], $after: String) {
@@ -96,7 +97,10 @@ async fn set_state(app: &TestApp, token: &str, run: Uuid, state_type: &str, forc
         )
         .await;
     let result = &data(&response)["setFlowRunState"];
-    assert_eq!(result["status"], "ACCEPT", "{state_type} refused: {result:#}");
+    assert_eq!(
+        result["status"], "ACCEPT",
+        "{state_type} refused: {result:#}"
+    );
     result["state"]["id"].as_str().expect("state id").to_owned()
 }
 
@@ -291,8 +295,14 @@ async fn a_subscription_without_a_cursor_starts_at_the_present() {
         }
     }
     let first = first.expect("the subscription never went live");
-    let first_id = first["toState"]["id"].as_str().unwrap_or_default().to_owned();
-    assert!(!before.contains(&first_id), "an event from before the subscription was replayed");
+    let first_id = first["toState"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !before.contains(&first_id),
+        "an event from before the subscription was replayed"
+    );
     let at = made
         .iter()
         .position(|id| *id == first_id)
@@ -438,11 +448,7 @@ async fn task_run_state_changes_arrive_per_workspace_or_per_flow_run() {
             cursor_of(&e)
         };
         client
-            .subscribe(
-                "all",
-                TASK_SUB,
-                json!({ "ws": w.ws, "after": head }),
-            )
+            .subscribe("all", TASK_SUB, json!({ "ws": w.ws, "after": head }))
             .await;
         client
             .subscribe(
@@ -451,8 +457,10 @@ async fn task_run_state_changes_arrive_per_workspace_or_per_flow_run() {
                 json!({ "ws": w.ws, "run": r1, "after": head }),
             )
             .await;
-        let (t1, t1_type) = create_task(app, &w.owner, r1, &format!("t1-{}", protocol.name())).await;
-        let (t2, t2_type) = create_task(app, &w.owner, r2, &format!("t2-{}", protocol.name())).await;
+        let (t1, t1_type) =
+            create_task(app, &w.owner, r1, &format!("t1-{}", protocol.name())).await;
+        let (t2, t2_type) =
+            create_task(app, &w.owner, r2, &format!("t2-{}", protocol.name())).await;
         set_task_state(app, &w.owner, t2, "RUNNING").await;
         set_task_state(app, &w.owner, t1, "RUNNING").await;
 
@@ -464,8 +472,14 @@ async fn task_run_state_changes_arrive_per_workspace_or_per_flow_run() {
                     let event = m["payload"]["data"]["taskRunStateChanged"].clone();
                     assert!(!event.is_null(), "{m:#}");
                     let entry = (
-                        event["taskRun"]["id"].as_str().unwrap_or_default().to_owned(),
-                        event["toState"]["type"].as_str().unwrap_or_default().to_owned(),
+                        event["taskRun"]["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        event["toState"]["type"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
                     );
                     if m["id"] == "all" {
                         all.push(entry);
@@ -488,7 +502,11 @@ async fn task_run_state_changes_arrive_per_workspace_or_per_flow_run() {
             ],
             "{protocol:?}"
         );
-        assert_eq!(only_r1, vec![e(t1, &t1_type), e(t1, "RUNNING")], "{protocol:?}");
+        assert_eq!(
+            only_r1,
+            vec![e(t1, &t1_type), e(t1, "RUNNING")],
+            "{protocol:?}"
+        );
         client.close().await;
     }
 }
@@ -543,7 +561,11 @@ async fn log_lines_stream_by_flow_run_task_run_and_minimum_level() {
         .await;
         let mut got: std::collections::HashMap<String, Vec<String>> = Default::default();
         // The first protocol's lines are replayed to the second protocol's subscriptions too.
-        let round = if protocol == Protocol::Transport { 1 } else { 2 };
+        let round = if protocol == Protocol::Transport {
+            1
+        } else {
+            2
+        };
         let expected = |id: &str| -> Vec<String> {
             let mut out = Vec::new();
             for t in BOTH.iter().take(round).map(|p| p.name()) {
@@ -624,7 +646,10 @@ async fn a_failed_run_raises_an_alert_for_alert_subscribers() {
     assert_eq!(all[0]["kind"], "FAILED");
     assert_eq!(all[0]["flowRun"]["id"], failing.to_string());
     assert_eq!(all[0]["flowRun"]["state"]["type"], "FAILED");
-    assert!(all[0]["message"].as_str().unwrap_or_default().contains("failed"));
+    assert!(all[0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("failed"));
     assert_eq!(all[1]["kind"], "CRASHED");
     assert_eq!(crashed.len(), 1);
     assert_eq!(crashed[0]["id"], all[1]["id"]);
@@ -755,12 +780,21 @@ async fn a_long_log_replay_spanning_several_reads_meets_live_lines_without_gap()
     let line = |i: usize| log_line(run, None, "INFO", &format!("line {i}"));
     // More than one read of the log (2,000 rows) behind, and more arriving during the replay.
     for chunk in 0..3 {
-        create_logs(app, &token, w.ws, (chunk * 1000..(chunk + 1) * 1000).map(line).collect())
-            .await;
+        create_logs(
+            app,
+            &token,
+            w.ws,
+            (chunk * 1000..(chunk + 1) * 1000).map(line).collect(),
+        )
+        .await;
     }
     let mut client = connect_as(app, Protocol::Transport, &token).await;
     client
-        .subscribe("a", LOG_SUB, json!({ "ws": w.ws, "run": run, "after": "0" }))
+        .subscribe(
+            "a",
+            LOG_SUB,
+            json!({ "ws": w.ws, "run": run, "after": "0" }),
+        )
         .await;
     let first = client.events("a", "logs", 10).await;
     let from = cursor_of(&first[9]);
@@ -795,7 +829,11 @@ async fn a_long_log_replay_spanning_several_reads_meets_live_lines_without_gap()
     };
     let mut client = connect_as(app, Protocol::Legacy, &token).await;
     client
-        .subscribe("b", LOG_SUB, json!({ "ws": w.ws, "run": run, "after": from }))
+        .subscribe(
+            "b",
+            LOG_SUB,
+            json!({ "ws": w.ws, "run": run, "after": from }),
+        )
         .await;
     let mut messages = Vec::with_capacity(5990);
     let mut previous: i64 = from.parse().expect("cursor");
@@ -840,7 +878,10 @@ async fn invalid_messages_close_with_4400() {
     let token = w.owner.token.as_str();
     let cases: Vec<(&str, Box<dyn Fn() -> String>)> = vec![
         ("not JSON", Box::new(|| "{nope".to_owned())),
-        ("unknown type", Box::new(|| json!({ "type": "shout" }).to_string())),
+        (
+            "unknown type",
+            Box::new(|| json!({ "type": "shout" }).to_string()),
+        ),
         ("no type", Box::new(|| json!({ "id": "1" }).to_string())),
         (
             "subscribe without payload",
@@ -998,13 +1039,21 @@ async fn a_subscription_to_a_workspace_the_caller_cannot_read_gets_an_error_neve
         for (id, query, vars) in [
             ("runs", FLOW_SUB, flow_vars(w.ws, Value::Null, Some("0"))),
             ("tasks", TASK_SUB, json!({ "ws": w.ws, "after": "0" })),
-            ("logs", LOG_SUB, json!({ "ws": w.ws, "run": run, "after": "0" })),
+            (
+                "logs",
+                LOG_SUB,
+                json!({ "ws": w.ws, "run": run, "after": "0" }),
+            ),
             ("alerts", ALERT_SUB, json!({ "ws": w.ws, "after": "0" })),
             ("live", FLOW_SUB, flow_vars(w.ws, Value::Null, None)),
         ] {
             client.subscribe(id, query, vars).await;
             let error = client.expect_error(id).await;
-            assert_eq!(error_code(&error), "NOT_FOUND", "{protocol:?} {id}: {error:#}");
+            assert_eq!(
+                error_code(&error),
+                "NOT_FOUND",
+                "{protocol:?} {id}: {error:#}"
+            );
         }
         set_state(&w.app, &w.owner.token, run, "PENDING", true).await;
         create_logs(
@@ -1034,7 +1083,8 @@ async fn removing_a_collaborator_ends_their_open_subscriptions() {
     let w = world("sam").await;
     let (app, token) = (&w.app, w.owner.token.as_str());
     let member = app.sign_up("tia").await;
-    app.add_collaborator(&w.owner, w.ws, &member, "VIEWER").await;
+    app.add_collaborator(&w.owner, w.ws, &member, "VIEWER")
+        .await;
     let run = create_run(app, &w.owner, w.ws, w.flow, Value::Null).await;
 
     let mut theirs = connect_as(app, Protocol::Transport, &member.token).await;
@@ -1076,7 +1126,10 @@ async fn removing_a_collaborator_ends_their_open_subscriptions() {
         let _ = end;
         ended.insert(id.as_str().unwrap_or_default().to_owned());
     }
-    println!("subscriptions ended {:?} after removeCollaborator", started.elapsed());
+    println!(
+        "subscriptions ended {:?} after removeCollaborator",
+        started.elapsed()
+    );
     // The owner's subscription is unaffected.
     set_state(app, token, run, "PENDING", false).await;
     let event = mine.next_event("runs", "flowRunStateChanged").await;
@@ -1126,7 +1179,10 @@ async fn revoking_an_api_key_ends_the_subscriptions_opened_with_it() {
     assert_eq!(data(&response)["revokeApiKey"]["revoked"], true);
     match with_key.expect_end("runs").await {
         End::Error(payload) | End::ErrorThenComplete(payload) => {
-            println!("key subscription ended {:?} after revocation: {payload}", started.elapsed());
+            println!(
+                "key subscription ended {:?} after revocation: {payload}",
+                started.elapsed()
+            );
         }
         End::Complete => {}
     }
@@ -1240,7 +1296,13 @@ async fn retention_deletes_old_events_and_a_resume_from_before_them_is_told_so()
         ],
     )
     .await;
-    create_logs(app, token, w.ws, vec![log_line(run, None, "INFO", "recent")]).await;
+    create_logs(
+        app,
+        token,
+        w.ws,
+        vec![log_line(run, None, "INFO", "recent")],
+    )
+    .await;
     let kept = churn(app, token, run, 2).await;
 
     let mut client = connect_as(app, Protocol::Transport, token).await;
@@ -1298,7 +1360,11 @@ async fn retention_deletes_old_events_and_a_resume_from_before_them_is_told_so()
     }
     // Logs have their own retention: the old line is gone, the recent one is still replayed.
     client
-        .subscribe("logs", LOG_SUB, json!({ "ws": w.ws, "run": run, "after": "0" }))
+        .subscribe(
+            "logs",
+            LOG_SUB,
+            json!({ "ws": w.ws, "run": run, "after": "0" }),
+        )
         .await;
     let error = client.expect_error("logs").await;
     assert_eq!(error_code(&error), "BAD_USER_INPUT", "{error:#}");
@@ -1341,7 +1407,10 @@ async fn two_replicas_on_postgres_deliver_each_others_events() {
         let state_type = ["PENDING", "RUNNING", "COMPLETED"][i];
         expected.push(set_state(server, &w.owner.token, run, state_type, false).await);
         let event = on_a.next_event("runs", "flowRunStateChanged").await;
-        println!("replica event reached the other process in {:?}", started.elapsed());
+        println!(
+            "replica event reached the other process in {:?}",
+            started.elapsed()
+        );
         assert_eq!(event["toState"]["id"], expected[i].as_str());
     }
     let on_b_events = on_b.events("runs", "flowRunStateChanged", 3).await;
@@ -1354,7 +1423,9 @@ async fn two_replicas_on_postgres_deliver_each_others_events() {
 #[tokio::test]
 async fn the_official_graphql_ws_client_receives_events() {
     let client_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/live-client");
-    let installed = client_dir.join("node_modules/graphql-ws/package.json").exists()
+    let installed = client_dir
+        .join("node_modules/graphql-ws/package.json")
+        .exists()
         && client_dir.join("node_modules/ws/package.json").exists();
     let node = std::process::Command::new("node")
         .arg("--version")

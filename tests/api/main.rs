@@ -9,7 +9,7 @@ mod catalog;
 mod collaborators;
 mod errors;
 mod http;
+mod live;
 mod schema_file;
 mod workspaces;
-mod live;
 mod ws_client;

@@ -150,7 +150,9 @@ impl WsClient {
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.socket.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()?;
             return Some(match next {
                 None | Some(Err(_)) => Frame::Closed(None),
                 Some(Ok(Message::Text(text))) => Frame::Json(
@@ -258,7 +260,9 @@ impl WsClient {
     /// Reads until operation `id` ends; panics if it delivers a result first.
     pub async fn expect_end(&mut self, id: &str) -> End {
         match self.recv_message().await {
-            Frame::Json(m) if m["type"] == "error" && m["id"] == id => End::Error(m["payload"].clone()),
+            Frame::Json(m) if m["type"] == "error" && m["id"] == id => {
+                End::Error(m["payload"].clone())
+            }
             Frame::Json(m) if m["type"] == "complete" && m["id"] == id => End::Complete,
             Frame::Json(m) if m["type"] == self.protocol.data_type() && m["id"] == id => {
                 assert!(
