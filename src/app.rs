@@ -71,7 +71,9 @@ impl Application {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-        crate::services::spawn_all(&self.state);
+        if self.state.config.background_services {
+            crate::services::spawn_all(&self.state);
+        }
         tracing::info!("listening on http://{}", self.address);
         let state = self.state.clone();
         let stop = async move {

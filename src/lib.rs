@@ -1,5 +1,7 @@
 //! flowcloud: a self-hostable orchestration cloud, served as a GraphQL API.
 
+/// `flowcloud agent`: claims runs from a work queue and runs them as local commands.
+pub mod agent;
 /// Building and running the server.
 pub mod app;
 /// Passwords, session tokens, API keys and the viewer.

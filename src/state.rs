@@ -18,6 +18,32 @@ pub struct AppState {
     pub hub: Hub,
     /// Flips to `true` when the server starts shutting down (websockets close with 1001).
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    pub services: Arc<ServiceHandles>,
+}
+
+/// What the background services share with the rest of the server.
+pub struct ServiceHandles {
+    /// This process, as a lease holder.
+    pub instance_id: uuid::Uuid,
+    /// Whether this replica holds the leader lease (and so runs the services).
+    pub leader: std::sync::atomic::AtomicBool,
+    /// When the lease this replica last took ends (Unix milliseconds): past it, this replica
+    /// no longer acts even if a renewal is late, since another may have taken over.
+    pub leader_until_ms: std::sync::atomic::AtomicI64,
+    pub wake_scheduler: tokio::sync::Notify,
+    pub wake_late: tokio::sync::Notify,
+}
+
+impl AppState {
+    /// A deployment's schedule changed: fill it now rather than on the next round.
+    pub fn wake_scheduler(&self) {
+        self.services.wake_scheduler.notify_one();
+    }
+
+    /// Runs were scheduled or claimed: the late detector recomputes its next due time.
+    pub fn wake_late_detector(&self) {
+        self.services.wake_late.notify_one();
+    }
 }
 
 impl AppState {
@@ -37,6 +63,13 @@ impl AppState {
             events,
             hub,
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+            services: Arc::new(ServiceHandles {
+                instance_id: uuid::Uuid::new_v4(),
+                leader: std::sync::atomic::AtomicBool::new(false),
+                leader_until_ms: std::sync::atomic::AtomicI64::new(0),
+                wake_scheduler: tokio::sync::Notify::new(),
+                wake_late: tokio::sync::Notify::new(),
+            }),
         }
     }
 }

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_foundation;
 mod m20261126_000002_orchestration;
 mod m20261126_000003_event_retention;
+mod m20261126_000004_late_run_index;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_foundation::Migration),
             Box::new(m20261126_000002_orchestration::Migration),
             Box::new(m20261126_000003_event_retention::Migration),
+            Box::new(m20261126_000004_late_run_index::Migration),
         ]
     }
 }

@@ -24,6 +24,7 @@ pub const DEFAULT_LOOKAHEAD: Duration = Duration::seconds(10);
 /// The queue row is locked for the duration, so concurrent claimers of one queue take turns
 /// and the concurrency limit holds; on PostgreSQL the candidate runs are also taken with
 /// `FOR UPDATE SKIP LOCKED`, so a run being changed elsewhere is skipped rather than waited on.
+/// Runs are due by the time their current `SCHEDULED` state is for (a re-run's new time).
 pub async fn claim(
     state: &AppState,
     viewer: &Viewer,
@@ -37,7 +38,7 @@ pub async fn claim(
             format!("must be between 1 and {MAX_CLAIM}"),
         ));
     }
-    let now = Utc::now();
+    let now = super::runs_common::now();
     let scheduled_before = scheduled_before.unwrap_or(now + DEFAULT_LOOKAHEAD);
     let txn = state.db.write().begin().await?;
     let queue = work_queues::Entity::find_by_id(work_queue_id)
@@ -89,7 +90,7 @@ pub async fn claim(
         .filter(flow_runs::Column::WorkQueueName.eq(queue_name.as_str()))
         .filter(flow_runs::Column::StateType.eq(StateType::Scheduled.as_str()))
         .filter(flow_runs::Column::StateName.is_in([NAME_SCHEDULED, NAME_LATE]))
-        .filter(flow_runs::Column::ExpectedStartTime.lte(scheduled_before));
+        .filter(flow_runs::Column::StateScheduledTime.lte(scheduled_before));
     for tag in &queue_tags {
         candidates = candidates.filter(has_tag("flow_runs", tag, state.db.backend()));
     }
@@ -97,7 +98,7 @@ pub async fn claim(
         candidates = candidates.filter(flow_runs::Column::DeploymentId.is_in(queue_deployments));
     }
     let mut candidates = candidates
-        .order_by_asc(flow_runs::Column::ExpectedStartTime)
+        .order_by_asc(flow_runs::Column::StateScheduledTime)
         .order_by_asc(flow_runs::Column::Id)
         .limit(available as u64);
     if state.db.is_postgres() {
@@ -134,6 +135,7 @@ pub async fn claim(
     txn.commit().await?;
     if let Some(seq) = last_seq {
         state.events.committed(workspace_id, seq);
+        state.wake_late_detector();
     }
     Ok(models)
 }

@@ -114,6 +114,7 @@ pub async fn create(
         .await
         .map_err(|e| conflict_or_internal(e, NAME_TAKEN))?;
     txn.commit().await?;
+    state.wake_scheduler();
     Ok(deployment)
 }
 
@@ -166,6 +167,7 @@ pub async fn update(
     if let Some(description) = description {
         row.description = Set(description);
     }
+    let schedule_changed = schedule.is_some();
     if let Some(schedule) = schedule {
         Schedule::store(schedule.as_ref(), &mut row);
     }
@@ -192,7 +194,13 @@ pub async fn update(
         .update(&txn)
         .await
         .map_err(|e| conflict_or_internal(e, NAME_TAKEN))?;
+    // Pausing or changing the schedule takes back the runs it had planned (a changed schedule
+    // is refilled by the scheduler, woken below).
+    if schedule_changed || input.is_schedule_active == Some(false) {
+        crate::services::scheduler::remove_future_runs(&txn, deployment.id, now).await?;
+    }
     txn.commit().await?;
+    state.wake_scheduler();
     Ok(deployment)
 }
 
@@ -235,6 +243,7 @@ pub async fn delete(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Uu
             row.update(&txn).await?;
         }
     }
+    crate::services::scheduler::remove_future_runs(&txn, id, Utc::now()).await?;
     deployments::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;
     Ok(id)
@@ -296,6 +305,8 @@ pub async fn list(
 }
 
 /// Loads a deployment and checks the viewer's role in its workspace.
+/// Reads a deployment to change it, its row locked until the transaction ends, so a
+/// concurrent scheduler fill is decided entirely before or after this change.
 async fn find_for(
     conn: &impl ConnectionTrait,
     viewer: &Viewer,
@@ -303,6 +314,7 @@ async fn find_for(
     min: Role,
 ) -> AppResult<deployments::Model> {
     let deployment = deployments::Entity::find_by_id(id)
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or_else(|| AppError::not_found("deployment"))?;

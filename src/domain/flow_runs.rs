@@ -155,6 +155,7 @@ pub async fn create(
         Ok((model, seq)) => {
             txn.commit().await?;
             state.events.committed(workspace_id, seq);
+            state.wake_late_detector();
             Ok(model)
         }
         Err(InsertError::Duplicate) => {
@@ -293,7 +294,7 @@ pub async fn insert_run(
     conn: &impl ConnectionTrait,
     row: NewRunRow,
 ) -> Result<(flow_runs::Model, i64), InsertError> {
-    let now = Utc::now();
+    let now = super::runs_common::now();
     let initial = match decide_initial(&row.state, now) {
         Some(s) => s,
         None => return Err(InsertError::App(AppError::internal("no initial state"))),
@@ -443,7 +444,7 @@ pub async fn set_state(
     };
     require_role(&txn, viewer, run.workspace_id, Role::Editor, "flow run").await?;
     let workspace_id = run.workspace_id;
-    let (outcome, seq) = transition(&txn, run, &proposed, force, Utc::now()).await?;
+    let (outcome, seq) = transition(&txn, run, &proposed, force, super::runs_common::now()).await?;
     txn.commit().await?;
     if let Some(seq) = seq {
         state.events.committed(workspace_id, seq);
@@ -585,16 +586,17 @@ async fn write_state(
     let alert = match new.state_type {
         StateType::Failed => Some(AlertKind::Failed),
         StateType::Crashed => Some(AlertKind::Crashed),
+        StateType::Scheduled if new.name == super::states::NAME_LATE => Some(AlertKind::Late),
         _ => None,
     };
     if let Some(kind) = alert {
         let message = format!(
             "flow run {} {}{}",
             run.name,
-            if kind == AlertKind::Failed {
-                "failed"
-            } else {
-                "crashed"
+            match kind {
+                AlertKind::Failed => "failed",
+                AlertKind::Crashed => "crashed",
+                AlertKind::Late => "is late",
             },
             new.message
                 .as_deref()
@@ -906,6 +908,16 @@ struct BucketRow {
     n: i64,
 }
 
+/// Where bucket `i` of `n` over `[since, until)` starts: `since + ceil(i × width)`, in whole
+/// microseconds, so a run at offset `o` µs is in bucket `floor(o × n / total)` exactly —
+/// the integer arithmetic [`summary`] does in SQL.
+pub fn bucket_start(since: DateTime<Utc>, until: DateTime<Utc>, n: i64, i: i64) -> DateTime<Utc> {
+    let total = i128::from((until - since).num_microseconds().unwrap_or(i64::MAX));
+    let (i, n) = (i128::from(i), i128::from(n.max(1)));
+    let offset = (total * i + n - 1) / n;
+    since + chrono::Duration::microseconds(i64::try_from(offset).unwrap_or(i64::MAX))
+}
+
 /// Counts runs per state type in `[since, until)` and per bucket, in the database
 /// (one GROUP BY over the indexed time range).
 pub async fn summary(
@@ -917,20 +929,31 @@ pub async fn summary(
     filter: &FlowRunFilter,
 ) -> AppResult<SummaryCounts> {
     use flow_runs::Column as C;
-    let width_ms = ((until - since).num_milliseconds() as f64 / buckets as f64).max(1.0);
-    let since_epoch = since.timestamp_micros() as f64 / 1e6;
+    let total_us = (until - since)
+        .num_microseconds()
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let since_us = since.timestamp_micros();
     let backend = state.db.backend();
-    // Seconds since the epoch of the run's expected start, in each dialect.
-    // Offsets are never negative (the range starts at `since`), so SQLite's truncating CAST
-    // is a floor; PostgreSQL's CAST rounds, hence its FLOOR.
-    let bucket_sql = match backend {
-        DbBackend::Postgres => format!(
-            "CAST(FLOOR((EXTRACT(EPOCH FROM \"flow_runs\".\"expected_start_time\") - {since_epoch}) * 1000.0 / {width_ms}) AS BIGINT)"
-        ),
-        _ => format!(
-            "CAST((((julianday(\"flow_runs\".\"expected_start_time\") - 2440587.5) * 86400.0) - {since_epoch}) * 1000.0 / {width_ms} AS INTEGER)"
-        ),
+    // The run's expected start in whole microseconds since the epoch, in each dialect; then
+    // integer arithmetic only (floating point put runs on a boundary in the bucket before).
+    // Offsets are never negative (the range starts at `since`), so integer division floors.
+    let micros_sql = match backend {
+        DbBackend::Postgres => {
+            "CAST(ROUND(EXTRACT(EPOCH FROM \"flow_runs\".\"expected_start_time\") * 1000000) AS BIGINT)"
+                .to_owned()
+        }
+        // Stored as RFC 3339 text, `YYYY-MM-DDTHH:MM:SS[.fff…]+00:00`.
+        _ => {
+            let col = "\"flow_runs\".\"expected_start_time\"";
+            format!(
+                "(CAST(strftime('%s', {col}) AS INTEGER) * 1000000 + CASE WHEN substr({col}, 20, 1) = '.' \
+                 THEN CAST(substr(substr({col}, 21, instr({col}, '+') - 21) || '000000', 1, 6) AS INTEGER) \
+                 ELSE 0 END)"
+            )
+        }
     };
+    let bucket_sql = format!("(({micros_sql} - {since_us}) * {buckets} / {total_us})");
     let mut cond = filter_condition(workspace_id, filter, backend);
     cond = cond
         .add(C::ExpectedStartTime.gte(since))

@@ -1,12 +1,14 @@
 //! Log lines: ingested in batches (one transaction, multi-row inserts), queried by flow run /
 //! task run with a stable (timestamp, id) cursor, oldest or newest first.
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use entity::{flow_runs, logs, task_runs};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -102,15 +104,78 @@ pub async fn create(
     let flow_run_ids: HashSet<Uuid> = lines.iter().map(|l| l.flow_run_id).collect();
     let task_run_ids: HashSet<Uuid> = lines.iter().filter_map(|l| l.task_run_id).collect();
 
+    // (flow run, task run) of the lines that name a task run.
+    let task_lines: Vec<(Uuid, Uuid)> = lines
+        .iter()
+        .filter_map(|l| l.task_run_id.map(|t| (l.flow_run_id, t)))
+        .collect();
+    let count = lines.len();
+    // The statements are built before the transaction opens, so the (single, on SQLite) writer
+    // is held only for the database work; the event cursors are filled in once reserved.
+    let backend = state.db.backend();
+    let mut statements = Vec::with_capacity(count.div_ceil(INSERT_CHUNK));
+    let mut lines = lines.into_iter().peekable();
+    while lines.peek().is_some() {
+        let mut values: Vec<Value> = Vec::with_capacity(INSERT_CHUNK * LOG_COLUMNS);
+        let mut rows = 0;
+        for line in lines.by_ref().take(INSERT_CHUNK) {
+            values.push(Uuid::now_v7().into());
+            values.push(workspace_id.into());
+            values.push(Value::BigInt(None)); // seq, set below
+            values.push(line.flow_run_id.into());
+            values.push(line.task_run_id.into());
+            values.push((line.level as i32).into());
+            values.push(line.name.into());
+            values.push(line.message.into());
+            values.push(line.timestamp.into());
+            rows += 1;
+        }
+        statements.push((insert_sql(backend, rows), values));
+    }
+
     let txn = state.db.write().begin().await?;
-    require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
+    check_lines(
+        &txn,
+        viewer,
+        workspace_id,
+        &flow_run_ids,
+        &task_run_ids,
+        &task_lines,
+    )
+    .await?;
+    let first_seq = events::reserve(&txn, workspace_id, count as i64).await?;
+    let mut seq = first_seq;
+    for (sql, mut values) in statements {
+        for row in values.chunks_mut(LOG_COLUMNS) {
+            row[2] = Value::BigInt(Some(seq));
+            seq += 1;
+        }
+        txn.execute(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    txn.commit().await?;
+    state.events.committed(workspace_id, seq - 1);
+    Ok(count)
+}
+
+/// The caller may write to the workspace, and every line's flow run (and task run) is one of
+/// its own; else nothing is stored.
+async fn check_lines(
+    txn: &DatabaseTransaction,
+    viewer: &Viewer,
+    workspace_id: Uuid,
+    flow_run_ids: &HashSet<Uuid>,
+    task_run_ids: &HashSet<Uuid>,
+    task_lines: &[(Uuid, Uuid)],
+) -> AppResult<()> {
+    require_role(txn, viewer, workspace_id, Role::Editor, "workspace").await?;
     let known_runs: HashSet<Uuid> = flow_runs::Entity::find()
         .select_only()
         .column(flow_runs::Column::Id)
         .filter(flow_runs::Column::WorkspaceId.eq(workspace_id))
         .filter(flow_runs::Column::Id.is_in(flow_run_ids.iter().copied()))
         .into_tuple::<Uuid>()
-        .all(&txn)
+        .all(txn)
         .await?
         .into_iter()
         .collect();
@@ -119,59 +184,74 @@ pub async fn create(
             "logs: flow run {missing} not found; nothing was stored"
         )));
     }
-    let task_owner: HashMap<Uuid, Uuid> = if task_run_ids.is_empty() {
-        HashMap::new()
-    } else {
-        task_runs::Entity::find()
-            .select_only()
-            .column(task_runs::Column::Id)
-            .column(task_runs::Column::FlowRunId)
-            .filter(task_runs::Column::WorkspaceId.eq(workspace_id))
-            .filter(task_runs::Column::Id.is_in(task_run_ids.iter().copied()))
-            .into_tuple::<(Uuid, Uuid)>()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .collect()
-    };
-    for line in &lines {
-        if let Some(task) = line.task_run_id {
-            if task_owner.get(&task) != Some(&line.flow_run_id) {
-                return Err(AppError::NotFound(format!(
-                    "logs: task run {task} not found in flow run {}; nothing was stored",
-                    line.flow_run_id
-                )));
+    if task_run_ids.is_empty() {
+        return Ok(());
+    }
+    let task_owner: HashMap<Uuid, Uuid> = task_runs::Entity::find()
+        .select_only()
+        .column(task_runs::Column::Id)
+        .column(task_runs::Column::FlowRunId)
+        .filter(task_runs::Column::WorkspaceId.eq(workspace_id))
+        .filter(task_runs::Column::Id.is_in(task_run_ids.iter().copied()))
+        .into_tuple::<(Uuid, Uuid)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    for (flow_run, task) in task_lines {
+        if task_owner.get(task) != Some(flow_run) {
+            return Err(AppError::NotFound(format!(
+                "logs: task run {task} not found in flow run {flow_run}; nothing was stored"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Columns of one log row, in the order [`insert_sql`] lists them.
+const LOG_COLUMNS: usize = 9;
+
+/// A multi-row INSERT of `rows` log lines with bound values. The full-chunk statement is built
+/// once per backend (and so stays one prepared statement in the driver's cache).
+fn insert_sql(backend: DbBackend, rows: usize) -> Cow<'static, str> {
+    static FULL_SQLITE: OnceLock<String> = OnceLock::new();
+    static FULL_POSTGRES: OnceLock<String> = OnceLock::new();
+    let build = |rows: usize| {
+        let mut sql = String::with_capacity(120 + rows * LOG_COLUMNS * 7);
+        sql.push_str(
+            "INSERT INTO \"logs\" (\"id\", \"workspace_id\", \"seq\", \"flow_run_id\", \"task_run_id\", \"level\", \"name\", \"message\", \"timestamp\") VALUES ",
+        );
+        let mut n = 0;
+        for row in 0..rows {
+            if row > 0 {
+                sql.push(',');
             }
+            sql.push('(');
+            for col in 0..LOG_COLUMNS {
+                if col > 0 {
+                    sql.push(',');
+                }
+                n += 1;
+                if backend == DbBackend::Postgres {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                } else {
+                    sql.push('?');
+                }
+            }
+            sql.push(')');
         }
+        sql
+    };
+    if rows != INSERT_CHUNK {
+        return Cow::Owned(build(rows));
     }
-    let count = lines.len();
-    let first_seq = events::reserve(&txn, workspace_id, count as i64).await?;
-    let mut seq = first_seq;
-    let mut rows = Vec::with_capacity(INSERT_CHUNK);
-    let mut lines = lines.into_iter().peekable();
-    while lines.peek().is_some() {
-        rows.clear();
-        for line in lines.by_ref().take(INSERT_CHUNK) {
-            rows.push(logs::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                workspace_id: Set(workspace_id),
-                seq: Set(seq),
-                flow_run_id: Set(line.flow_run_id),
-                task_run_id: Set(line.task_run_id),
-                level: Set(line.level as i32),
-                name: Set(line.name),
-                message: Set(line.message),
-                timestamp: Set(line.timestamp),
-            });
-            seq += 1;
-        }
-        logs::Entity::insert_many(rows.drain(..))
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    txn.commit().await?;
-    state.events.committed(workspace_id, seq - 1);
-    Ok(count)
+    let cell = if backend == DbBackend::Postgres {
+        &FULL_POSTGRES
+    } else {
+        &FULL_SQLITE
+    };
+    Cow::Borrowed(cell.get_or_init(|| build(rows)).as_str())
 }
 
 pub fn cursor_of(line: &logs::Model) -> String {

@@ -148,7 +148,9 @@ pub fn decide(
                 }
             }
         }
-        if facts.run_count >= 1 {
+        // A new attempt after an earlier one is a retry; a RUNNING reported again or a
+        // resumed pause is the same attempt, not a retry.
+        if facts.run_count >= 1 && matches!(from, StateType::Scheduled | StateType::Pending) {
             return Decision::Accept(accept(proposed, now, Some(NAME_RETRYING)));
         }
     }
@@ -196,14 +198,16 @@ pub fn bookkeep(
     now: DateTime<Utc>,
 ) -> Bookkeeping {
     let mut after = before.clone();
-    if let Some(current) = current {
-        if current.state_type == StateType::Running && new.state_type != StateType::Running {
-            let ran = (now - current.timestamp).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            after.total_run_time += ran.max(0.0);
-        }
+    let was_running = current.is_some_and(|c| c.state_type == StateType::Running);
+    if let Some(current) = current.filter(|_| was_running) {
+        // Also when RUNNING follows RUNNING: the new state's timestamp restarts the clock.
+        let ran = (now - current.timestamp).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        after.total_run_time += ran.max(0.0);
     }
     if new.state_type == StateType::Running {
-        after.run_count += 1;
+        if !was_running {
+            after.run_count += 1;
+        }
         after.start_time.get_or_insert(now);
     }
     if new.state_type.is_terminal() {
@@ -278,9 +282,9 @@ mod tests {
             for to in StateType::ALL {
                 let f = facts(state(from, from.default_name(), Some(now)));
                 let d = decide(&f, &ProposedState::new(to), false, now);
-                let expected = if from.is_terminal() {
-                    Kind::Abort
-                } else if to == Pending && matches!(from, Pending | Running | Cancelling) {
+                let leaves_terminal = from.is_terminal();
+                let pending_again = to == Pending && matches!(from, Pending | Running | Cancelling);
+                let expected = if leaves_terminal || pending_again {
                     Kind::Abort
                 } else if from == Cancelling && !to.is_terminal() {
                     Kind::Reject

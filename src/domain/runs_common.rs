@@ -1,4 +1,6 @@
 //! Input rules shared by flow runs and task runs.
+use chrono::{DateTime, SubsecRound, Utc};
+
 use super::validate;
 use crate::error::{AppError, AppResult};
 
@@ -42,4 +44,15 @@ pub fn tags_from_json(value: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The current time to the microsecond, the precision both databases keep: what a mutation
+/// returns is then exactly what a later read gives.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A client's time to the microsecond (see [`now`]).
+pub fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }

@@ -106,7 +106,7 @@ pub async fn create(
             ));
         }
     }
-    let now = Utc::now();
+    let now = super::runs_common::now();
     let initial = match decide(&facts_for_new(now), &proposed, true, now) {
         Decision::Accept(s) => s,
         _ => return Err(AppError::internal("no initial task run state")),
@@ -283,7 +283,7 @@ pub async fn set_state(
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("flow run"))?;
-    let now = Utc::now();
+    let now = super::runs_common::now();
     let current = StateRecord::of_task_run(&task)?;
     let facts = RunFacts {
         current: current.clone(),

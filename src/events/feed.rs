@@ -253,9 +253,16 @@ impl Hub {
 
     async fn run_feed(self, workspace_id: Uuid, sender: broadcast::Sender<Arc<Batch>>) {
         let mut notices = self.bus.subscribe_committed();
-        let mut last = match head(&self.db, workspace_id).await {
-            Ok(seq) => seq,
-            Err(_) => 0,
+        // Start from the newest cursor. Starting from 0 after a failed read would re-read and
+        // re-send the workspace's whole history, so wait for the database instead.
+        let mut last: i64 = loop {
+            match head(&self.db, workspace_id).await {
+                Ok(seq) => break seq,
+                Err(err) => {
+                    tracing::warn!(%workspace_id, error = ?err, "event feed could not read the log head");
+                    tokio::time::sleep(FEED_POLL).await;
+                }
+            }
         };
         let mut poll = tokio::time::interval(FEED_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

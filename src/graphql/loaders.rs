@@ -210,6 +210,9 @@ pub mod runs {
         }
     }
 
+    /// Where a page starts: after this (created_at, id), or at the beginning.
+    type PagePosition = Option<(DateTime<Utc>, Uuid)>;
+
     /// One page of a flow run's task runs. Keys that share a page size and position are
     /// fetched in one windowed query for all their flow runs.
     #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -230,8 +233,7 @@ pub mod runs {
             &self,
             keys: &[TaskRunPageKey],
         ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
-            let mut groups: HashMap<(u64, Option<(DateTime<Utc>, Uuid)>), Vec<Uuid>> =
-                HashMap::new();
+            let mut groups: HashMap<(u64, PagePosition), Vec<Uuid>> = HashMap::new();
             for key in keys {
                 groups
                     .entry((key.fetch, key.after))
@@ -260,7 +262,9 @@ pub mod runs {
                 outer
                     .expr(Expr::cust("*"))
                     .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
-                    .and_where(Expr::cust_with_values("\"rn\" <= ?", [fetch as i64]))
+                    // A typed comparison: `?` in a custom expression is not rewritten to
+                    // PostgreSQL's `$1`.
+                    .and_where(Expr::col(sea_orm::sea_query::Alias::new("rn")).lte(fetch as i64))
                     .order_by(
                         sea_orm::sea_query::Alias::new("flow_run_id"),
                         sea_orm::sea_query::Order::Asc,

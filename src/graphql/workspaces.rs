@@ -123,7 +123,16 @@ impl Workspace {
         filter: Option<runs::FlowRunFilter>,
         sort: Option<runs::FlowRunSort>,
     ) -> AppResult<runs::FlowRunConnection> {
-        runs::workspace_flow_runs(ctx, self.model.id, first, after, filter, sort).await
+        runs::workspace_flow_runs(
+            ctx,
+            self.model.id,
+            self.viewer_role.is_some(),
+            first,
+            after,
+            filter,
+            sort,
+        )
+        .await
     }
     /// Task runs, oldest first, optionally of one flow run.
     async fn task_runs(

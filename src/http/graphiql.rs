@@ -15,12 +15,48 @@ pub const PLAYGROUND: &[(&str, &str)] = &[
         include_str!("../../playground/04-create-workspace.graphql"),
     ),
     (
-        "invite",
+        "invite-collaborator",
         include_str!("../../playground/05-invite-collaborator.graphql"),
     ),
     (
         "create-api-key",
         include_str!("../../playground/06-create-api-key.graphql"),
+    ),
+    (
+        "create-flow",
+        include_str!("../../playground/07-create-flow.graphql"),
+    ),
+    (
+        "create-work-queue",
+        include_str!("../../playground/08-create-work-queue.graphql"),
+    ),
+    (
+        "create-deployment",
+        include_str!("../../playground/09-create-deployment.graphql"),
+    ),
+    (
+        "run-deployment",
+        include_str!("../../playground/10-run-deployment.graphql"),
+    ),
+    (
+        "set-flow-run-state",
+        include_str!("../../playground/11-set-flow-run-state.graphql"),
+    ),
+    (
+        "create-logs",
+        include_str!("../../playground/12-create-logs.graphql"),
+    ),
+    (
+        "dashboard",
+        include_str!("../../playground/13-dashboard.graphql"),
+    ),
+    (
+        "watch-flow-runs",
+        include_str!("../../playground/14-watch-flow-runs.graphql"),
+    ),
+    (
+        "watch-logs",
+        include_str!("../../playground/15-watch-logs.graphql"),
     ),
 ];
 

@@ -18,7 +18,6 @@ use crate::domain::accounts::MAX_IMAGE_BYTES;
 use crate::graphql::context::ClientAddr;
 use crate::graphql::loaders::Loaders;
 
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// An upload request: the file (at most 1 MiB) plus the operation and multipart framing.
 const MAX_UPLOAD_BODY_BYTES: usize = MAX_IMAGE_BYTES + 64 * 1024;
 
@@ -111,9 +110,15 @@ pub async fn graphql_post(
         .to_ascii_lowercase();
     let request = match media.as_str() {
         APPLICATION_JSON | GRAPHQL_RESPONSE_JSON => {
-            let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
+            let limit = state.app.config.max_body_bytes as usize;
+            let bytes = match to_bytes(body, limit).await {
                 Ok(b) => b,
-                Err(_) => return too_large(kind, "request body exceeds 2 MiB"),
+                Err(_) => {
+                    return too_large(
+                        kind,
+                        &format!("request body exceeds {limit} bytes (FLOWCLOUD_MAX_BODY_BYTES)"),
+                    )
+                }
             };
             match parse_json_request(&bytes) {
                 Ok(r) => r,
@@ -365,7 +370,16 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_string(&response) {
+    let serialized = serde_json::to_value(&response).map(|mut body| {
+        // Never executed, so the body has no `data` entry at all, not even null (GraphQL spec).
+        if request_error {
+            if let Some(map) = body.as_object_mut() {
+                map.remove("data");
+            }
+        }
+        body.to_string()
+    });
+    let body = match serialized {
         Ok(body) => body,
         Err(err) => {
             tracing::error!(error = %err, "could not serialize a GraphQL response");

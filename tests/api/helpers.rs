@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use flowcloud::state::AppState;
 use flowcloud::{Application, Config};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
@@ -28,6 +29,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The configuration the server was built with (its `database_url` included).
     pub config: Config,
+    /// The server's own state, for driving background services step by step (`try_tick`).
+    pub state: AppState,
     /// Keeps the SQLite file alive for as long as any app built on it.
     temp_dir: Option<Arc<TempDir>>,
     /// For PostgreSQL: the admin URL and the name of the database to drop afterwards.
@@ -54,6 +57,9 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (database_url, temp_dir, pg_cleanup) = fresh_database().await;
     let mut config = Config::for_database(database_url);
+    // Background services act on their own clock; tests drive them with `try_tick` instead,
+    // and the tests that need the real loops turn them back on.
+    config.background_services = false;
     configure(&mut config);
     start(config, temp_dir.map(Arc::new), pg_cleanup.map(Arc::new)).await
 }
@@ -190,6 +196,31 @@ impl TestApp {
     pub fn is_postgres(&self) -> bool {
         self.config.database_url.starts_with("postgres")
     }
+
+    /// SQL statements this server process has run so far (take it before and after a request).
+    pub fn statement_count(&self) -> u64 {
+        self.state.db.statement_count()
+    }
+
+    /// `SELECT COUNT(*) FROM table [WHERE …]` on the test's own connection.
+    pub async fn count_rows(&self, table: &str, filter: &str) -> i64 {
+        let sql = if filter.is_empty() {
+            format!("SELECT COUNT(*) AS n FROM {table}")
+        } else {
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")
+        };
+        let row = self
+            .db
+            .query_one(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql.clone(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("SQL failed: {sql}: {e}"))
+            .unwrap_or_else(|| panic!("no row: {sql}"));
+        row.try_get::<i64>("", "n")
+            .unwrap_or_else(|e| panic!("no count: {sql}: {e}"))
+    }
 }
 
 impl Drop for TestApp {
@@ -246,6 +277,7 @@ async fn start(
         .await
         .unwrap_or_else(|e| panic!("the application failed to build: {e}"));
     let address = app.address();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -262,6 +294,7 @@ async fn start(
             .expect("reqwest client"),
         db,
         config,
+        state,
         temp_dir,
         pg_cleanup,
         shutdown: Some(tx),

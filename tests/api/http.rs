@@ -28,8 +28,8 @@ async fn body_json(response: reqwest::Response) -> (StatusCode, String, Value) {
 }
 
 #[tokio::test]
-async fn a_body_over_2_mib_is_refused_with_413() {
-    let app = spawn_app().await;
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 2 * 1024 * 1024).await;
     let padding = " ".repeat(2 * 1024 * 1024 + 1);
     let response = app
         .client

@@ -876,28 +876,23 @@ async fn subscribing_before_the_ack_closes_with_4401() {
 async fn invalid_messages_close_with_4400() {
     let w = world("kim").await;
     let token = w.owner.token.as_str();
-    let cases: Vec<(&str, Box<dyn Fn() -> String>)> = vec![
-        ("not JSON", Box::new(|| "{nope".to_owned())),
-        (
-            "unknown type",
-            Box::new(|| json!({ "type": "shout" }).to_string()),
-        ),
-        ("no type", Box::new(|| json!({ "id": "1" }).to_string())),
+    let cases = [
+        ("not JSON", "{nope".to_owned()),
+        ("unknown type", json!({ "type": "shout" }).to_string()),
+        ("no type", json!({ "id": "1" }).to_string()),
         (
             "subscribe without payload",
-            Box::new(|| json!({ "type": "subscribe", "id": "1" }).to_string()),
+            json!({ "type": "subscribe", "id": "1" }).to_string(),
         ),
         (
             "subscribe without id",
-            Box::new(|| {
-                json!({ "type": "subscribe", "payload": { "query": "subscription { x }" } })
-                    .to_string()
-            }),
+            json!({ "type": "subscribe", "payload": { "query": "subscription { x }" } })
+                .to_string(),
         ),
     ];
     for (what, message) in &cases {
         let mut client = connect_as(&w.app, Protocol::Transport, token).await;
-        client.send_raw(&message()).await;
+        client.send_raw(message).await;
         assert_eq!(client.expect_close().await.0, 4400, "{what}");
     }
     // Before init, too, and on the legacy protocol.

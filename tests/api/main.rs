@@ -5,11 +5,14 @@
 mod helpers;
 
 mod accounts;
+mod agent;
 mod catalog;
 mod collaborators;
 mod errors;
 mod http;
 mod live;
+mod orchestration;
 mod schema_file;
+mod services;
 mod workspaces;
 mod ws_client;
