@@ -13,9 +13,13 @@ pub enum Notice {
     AccessChanged { account_id: Option<Uuid> },
 }
 
+/// Two channels, so that each kind of listener is woken only by what it acts on: every open
+/// subscription listens for access changes, while only the feeds (one per watched workspace)
+/// listen for commits. One channel for both would wake every subscription on every commit.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Notice>,
+    committed: broadcast::Sender<Notice>,
+    access: broadcast::Sender<Notice>,
 }
 
 impl Default for EventBus {
@@ -26,8 +30,9 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn new() -> Self {
-        let (sender, _) = broadcast::channel(8192);
-        Self { sender }
+        let (committed, _) = broadcast::channel(8192);
+        let (access, _) = broadcast::channel(1024);
+        Self { committed, access }
     }
 
     pub fn committed(&self, workspace_id: Uuid, last_seq: i64) {
@@ -42,11 +47,21 @@ impl EventBus {
     }
 
     pub fn publish(&self, notice: Notice) {
+        let sender = match notice {
+            Notice::Committed { .. } => &self.committed,
+            Notice::AccessChanged { .. } => &self.access,
+        };
         // No receiver is fine: nobody is watching.
-        let _ = self.sender.send(notice);
+        let _ = sender.send(notice);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
-        self.sender.subscribe()
+    /// `Committed` notices only.
+    pub fn subscribe_committed(&self) -> broadcast::Receiver<Notice> {
+        self.committed.subscribe()
+    }
+
+    /// `AccessChanged` notices only.
+    pub fn subscribe_access(&self) -> broadcast::Receiver<Notice> {
+        self.access.subscribe()
     }
 }

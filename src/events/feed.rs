@@ -25,31 +25,31 @@ const FEED_CAPACITY: usize = 1_024;
 /// A feed also looks at the log this often, in case a wake-up was missed.
 const FEED_POLL: Duration = Duration::from_secs(1);
 
-/// One event, as subscribers receive it.
+/// A state change of a flow run or a task run (`R` is the run's model).
+#[derive(Debug)]
+pub struct StateChange<R> {
+    pub seq: i64,
+    pub run: R,
+    pub from: Option<StateRecord>,
+    pub to: StateRecord,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// One event, as subscribers receive it. Cloning is cheap (one reference count): a batch is
+/// read once and handed to every subscriber of the workspace.
 #[derive(Debug, Clone)]
 pub enum LiveItem {
-    FlowRunState {
-        seq: i64,
-        flow_run: flow_runs::Model,
-        from: Option<StateRecord>,
-        to: StateRecord,
-        occurred_at: DateTime<Utc>,
-    },
-    TaskRunState {
-        seq: i64,
-        task_run: task_runs::Model,
-        from: Option<StateRecord>,
-        to: StateRecord,
-        occurred_at: DateTime<Utc>,
-    },
-    Log(logs::Model),
-    Alert(run_alerts::Model),
+    FlowRunState(Arc<StateChange<flow_runs::Model>>),
+    TaskRunState(Arc<StateChange<task_runs::Model>>),
+    Log(Arc<logs::Model>),
+    Alert(Arc<run_alerts::Model>),
 }
 
 impl LiveItem {
     pub fn seq(&self) -> i64 {
         match self {
-            LiveItem::FlowRunState { seq, .. } | LiveItem::TaskRunState { seq, .. } => *seq,
+            LiveItem::FlowRunState(c) => c.seq,
+            LiveItem::TaskRunState(c) => c.seq,
             LiveItem::Log(l) => l.seq,
             LiveItem::Alert(a) => a.seq,
         }
@@ -177,24 +177,24 @@ pub async fn fetch(db: &Db, workspace_id: Uuid, after: i64) -> AppResult<Batch> 
         match event.kind.as_str() {
             KIND_FLOW_RUN_STATE => {
                 if let Some(run) = event.flow_run_id.and_then(|id| runs.get(&id)) {
-                    items.push(LiveItem::FlowRunState {
+                    items.push(LiveItem::FlowRunState(Arc::new(StateChange {
                         seq: event.seq,
-                        flow_run: run.clone(),
+                        run: run.clone(),
                         from,
                         to,
                         occurred_at: event.occurred_at,
-                    });
+                    })));
                 }
             }
             KIND_TASK_RUN_STATE => {
                 if let Some(task) = event.task_run_id.and_then(|id| tasks.get(&id)) {
-                    items.push(LiveItem::TaskRunState {
+                    items.push(LiveItem::TaskRunState(Arc::new(StateChange {
                         seq: event.seq,
-                        task_run: task.clone(),
+                        run: task.clone(),
                         from,
                         to,
                         occurred_at: event.occurred_at,
-                    });
+                    })));
                 }
             }
             _ => {}
@@ -204,13 +204,13 @@ pub async fn fetch(db: &Db, workspace_id: Uuid, after: i64) -> AppResult<Batch> 
         log_rows
             .into_iter()
             .filter(|l| l.seq <= last)
-            .map(LiveItem::Log),
+            .map(|l| LiveItem::Log(Arc::new(l))),
     );
     items.extend(
         alert_rows
             .into_iter()
             .filter(|a| a.seq <= last)
-            .map(LiveItem::Alert),
+            .map(|a| LiveItem::Alert(Arc::new(a))),
     );
     items.sort_by_key(LiveItem::seq);
     Ok(Batch {
@@ -252,8 +252,18 @@ impl Hub {
     }
 
     async fn run_feed(self, workspace_id: Uuid, sender: broadcast::Sender<Arc<Batch>>) {
-        let mut notices = self.bus.subscribe();
-        let mut last: i64 = head(&self.db, workspace_id).await.unwrap_or_default();
+        let mut notices = self.bus.subscribe_committed();
+        // Start from the newest cursor. Starting from 0 after a failed read would re-read and
+        // re-send the workspace's whole history, so wait for the database instead.
+        let mut last: i64 = loop {
+            match head(&self.db, workspace_id).await {
+                Ok(seq) => break seq,
+                Err(err) => {
+                    tracing::warn!(%workspace_id, error = ?err, "event feed could not read the log head");
+                    tokio::time::sleep(FEED_POLL).await;
+                }
+            }
+        };
         let mut poll = tokio::time::interval(FEED_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -33,10 +33,10 @@ pub fn watch(
     async_stream::try_stream! {
         // Join the feed before reading the position, so nothing committed in between is missed.
         let mut feed = state.hub.join(workspace_id);
-        let mut notices = state.events.subscribe();
+        let mut notices = state.events.subscribe_access();
         let mut last = match after {
             Some(cursor) => {
-                let floor = retention_floor(&state, workspace_id, source).await?;
+                let floor = Box::pin(retention_floor(&state, workspace_id, source)).await?;
                 if cursor < floor {
                     Err(AppError::bad_input(
                         "after",
@@ -45,11 +45,12 @@ pub fn watch(
                 }
                 cursor
             }
-            None => head(&state.db, workspace_id).await?,
+            None => Box::pin(head(&state.db, workspace_id)).await?,
         };
-        // Replay what the client missed.
+        // Replay what the client missed. The database futures are boxed here and below: held
+        // inline they would make every idle subscription as large as the largest of them.
         loop {
-            let batch = fetch(&state.db, workspace_id, last).await?;
+            let batch = Box::pin(fetch(&state.db, workspace_id, last)).await?;
             last = batch.last;
             for item in batch.items {
                 yield item;
@@ -58,8 +59,11 @@ pub fn watch(
                 break;
             }
         }
-        let mut recheck = tokio::time::interval(RECHECK_EVERY);
-        recheck.tick().await;
+        // Spread the periodic re-checks: subscriptions opened together (a dashboard, a
+        // reconnecting fleet) would otherwise all hit the database in the same instant.
+        let first = RECHECK_EVERY.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + first, RECHECK_EVERY);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = tokio::select! {
                 received = feed.recv() => Wake::Feed(received),
@@ -79,7 +83,7 @@ pub fn watch(
                         feed = state.hub.join(workspace_id);
                     }
                     loop {
-                        let batch = fetch(&state.db, workspace_id, last).await?;
+                        let batch = Box::pin(fetch(&state.db, workspace_id, last)).await?;
                         last = batch.last;
                         for item in batch.items {
                             yield item;
@@ -94,15 +98,14 @@ pub fn watch(
                         Ok(Notice::AccessChanged { account_id }) => {
                             account_id.is_none_or(|id| id == viewer.account_id)
                         }
-                        Ok(Notice::Committed { .. }) => false,
+                        Ok(Notice::Committed { .. }) | Err(broadcast::error::RecvError::Closed) => false,
                         Err(broadcast::error::RecvError::Lagged(_)) => true,
-                        Err(broadcast::error::RecvError::Closed) => false,
                     };
                     if affected {
-                        ensure_access(&state, &viewer, workspace_id).await?;
+                        Box::pin(ensure_access(&state, &viewer, workspace_id)).await?;
                     }
                 }
-                Wake::Recheck => ensure_access(&state, &viewer, workspace_id).await?,
+                Wake::Recheck => Box::pin(ensure_access(&state, &viewer, workspace_id)).await?,
             }
         }
     }

@@ -1,4 +1,6 @@
 //! Subscriptions: run state changes, log lines and alerts, replayed from a cursor and then live.
+use std::sync::Arc;
+
 use async_graphql::{Context, Object, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
@@ -12,61 +14,50 @@ use crate::domain::logs::LogLevel as DomainLevel;
 use crate::domain::states::StateRecord;
 use crate::domain::{access, Role};
 use crate::error::AppError;
+use crate::events::feed::StateChange;
 use crate::events::watch::{watch, Source};
 use crate::events::{decode_cursor, encode_cursor, LiveItem};
 
-pub struct FlowRunStateEvent {
-    seq: i64,
-    flow_run: entity::flow_runs::Model,
-    from: Option<StateRecord>,
-    to: StateRecord,
-    occurred_at: DateTime<Utc>,
-}
+pub struct FlowRunStateEvent(Arc<StateChange<entity::flow_runs::Model>>);
 
 #[Object]
 impl FlowRunStateEvent {
     /// Resume after this event with `after: cursor`.
     async fn cursor(&self) -> String {
-        encode_cursor(self.seq)
+        encode_cursor(self.0.seq)
     }
     async fn flow_run(&self) -> FlowRun {
-        FlowRun(self.flow_run.clone())
+        FlowRun(self.0.run.clone())
     }
     async fn from_state(&self) -> Option<State> {
-        self.from.clone().map(State)
+        self.0.from.clone().map(State)
     }
     async fn to_state(&self) -> State {
-        State(self.to.clone())
+        State(self.0.to.clone())
     }
     async fn occurred_at(&self) -> DateTime<Utc> {
-        self.occurred_at
+        self.0.occurred_at
     }
 }
 
-pub struct TaskRunStateEvent {
-    seq: i64,
-    task_run: entity::task_runs::Model,
-    from: Option<StateRecord>,
-    to: StateRecord,
-    occurred_at: DateTime<Utc>,
-}
+pub struct TaskRunStateEvent(Arc<StateChange<entity::task_runs::Model>>);
 
 #[Object]
 impl TaskRunStateEvent {
     async fn cursor(&self) -> String {
-        encode_cursor(self.seq)
+        encode_cursor(self.0.seq)
     }
     async fn task_run(&self) -> TaskRun {
-        TaskRun(self.task_run.clone())
+        TaskRun(self.0.run.clone())
     }
     async fn from_state(&self) -> Option<State> {
-        self.from.clone().map(State)
+        self.0.from.clone().map(State)
     }
     async fn to_state(&self) -> State {
-        State(self.to.clone())
+        State(self.0.to.clone())
     }
     async fn occurred_at(&self) -> DateTime<Utc> {
-        self.occurred_at
+        self.0.occurred_at
     }
 }
 
@@ -100,7 +91,6 @@ fn matches_filter(
         ids.as_ref()
             .is_none_or(|ids| id.is_some_and(|id| ids.contains(&id)))
     };
-    let tags = crate::domain::runs_common::tags_from_json(&run.tags);
     within(&filter.flow_ids, Some(run.flow_id))
         && within(&filter.deployment_ids, run.deployment_id)
         && within(&filter.flow_run_ids, Some(run.id))
@@ -113,10 +103,11 @@ fn matches_filter(
             .state_names
             .as_ref()
             .is_none_or(|names| names.contains(&to.name))
-        && filter
-            .tags
-            .as_ref()
-            .is_none_or(|wanted| wanted.iter().all(|t| tags.contains(t)))
+        && filter.tags.as_ref().is_none_or(|wanted| {
+            // Parsed only when asked for: this runs per event per subscription.
+            let tags = crate::domain::runs_common::tags_from_json(&run.tags);
+            wanted.iter().all(|t| tags.contains(t))
+        })
         && filter.work_queue_names.as_ref().is_none_or(|names| {
             run.work_queue_name
                 .as_ref()
@@ -147,19 +138,11 @@ impl LiveSubscription {
         let items = open(ctx, workspace_id, after, Source::Events).await?;
         Ok(items.filter_map(move |item| {
             let out = match item {
-                Ok(LiveItem::FlowRunState {
-                    seq,
-                    flow_run,
-                    from,
-                    to,
-                    occurred_at,
-                }) if matches_filter(&filter, &flow_run, &to) => Some(Ok(FlowRunStateEvent {
-                    seq,
-                    flow_run,
-                    from,
-                    to,
-                    occurred_at,
-                })),
+                Ok(LiveItem::FlowRunState(change))
+                    if matches_filter(&filter, &change.run, &change.to) =>
+                {
+                    Some(Ok(FlowRunStateEvent(change)))
+                }
                 Ok(_) => None,
                 Err(err) => Some(Err(err)),
             };
@@ -178,20 +161,10 @@ impl LiveSubscription {
         let items = open(ctx, workspace_id, after, Source::Events).await?;
         Ok(items.filter_map(move |item| {
             let out = match item {
-                Ok(LiveItem::TaskRunState {
-                    seq,
-                    task_run,
-                    from,
-                    to,
-                    occurred_at,
-                }) if flow_run_id.is_none_or(|id| id == task_run.flow_run_id) => {
-                    Some(Ok(TaskRunStateEvent {
-                        seq,
-                        task_run,
-                        from,
-                        to,
-                        occurred_at,
-                    }))
+                Ok(LiveItem::TaskRunState(change))
+                    if flow_run_id.is_none_or(|id| id == change.run.flow_run_id) =>
+                {
+                    Some(Ok(TaskRunStateEvent(change)))
                 }
                 Ok(_) => None,
                 Err(err) => Some(Err(err)),
@@ -219,7 +192,7 @@ impl LiveSubscription {
                         && task_run_id.is_none_or(|t| line.task_run_id == Some(t))
                         && min_level.is_none_or(|min| line.level >= min as i32) =>
                 {
-                    Some(Ok(Log(line)))
+                    Some(Ok(Log(Arc::unwrap_or_clone(line))))
                 }
                 Ok(_) => None,
                 Err(err) => Some(Err(err)),
@@ -246,7 +219,7 @@ impl LiveSubscription {
                         Ok(kind) => kinds.as_ref().is_none_or(|k| k.contains(&kind)),
                         Err(_) => false,
                     };
-                    wanted.then_some(Ok(RunAlert(alert)))
+                    wanted.then(|| Ok(RunAlert(Arc::unwrap_or_clone(alert))))
                 }
                 Ok(_) => None,
                 Err(err) => Some(Err(err)),

@@ -276,9 +276,13 @@ impl Connection {
         };
         assign_error_codes(&mut response);
         let first = self.answered.insert(id.clone());
+        // A request error (parse, validation: no path) or a refusal by the subscription
+        // field itself (no access, bad cursor: the path is just the root field). async-graphql
+        // gives the latter the root field's path, so "no path" alone would send it as a
+        // result. Errors deeper in a result (path longer than one) are results.
         let request_error = response.data == async_graphql::Value::Null
             && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
+            && response.errors.iter().all(|e| e.path.len() <= 1);
         if first && request_error {
             // Refused before any result: an `error` message, and the operation is over.
             self.subscriptions.remove(&id);
@@ -286,17 +290,22 @@ impl Connection {
             let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
             return self.send_error(socket, &id, errors).await;
         }
-        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
         let kind = match self.protocol {
             Protocol::Transport => "next",
             Protocol::Legacy => "data",
         };
-        send(
-            socket,
-            &json!({ "type": kind, "id": id, "payload": payload }),
-        )
-        .await
-        .map_err(|_| Close(1011, "send failed"))
+        // Serialized straight to text (no intermediate JSON tree): this runs once per event
+        // per subscription.
+        let text = serde_json::to_string(&Envelope {
+            kind,
+            id: &id,
+            payload: &response,
+        })
+        .map_err(|_| Close(1011, "could not serialize a result"))?;
+        socket
+            .send(Message::Text(Utf8Bytes::from(text)))
+            .await
+            .map_err(|_| Close(1011, "send failed"))
     }
 
     async fn send_error(
@@ -320,6 +329,15 @@ impl Connection {
         .await
         .map_err(|_| Close(1011, "send failed"))
     }
+}
+
+/// A `next` / `data` message.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    payload: &'a GqlResponse,
 }
 
 /// The bearer token of a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case)
