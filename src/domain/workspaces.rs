@@ -185,14 +185,20 @@ pub async fn get(
     if let (Some(_), Some(handle)) = (id, handle) {
         query = query.filter(workspaces::Column::Handle.eq(handle.trim().to_lowercase()));
     }
-    let Some(workspace) = query.one(state.db.read()).await? else {
-        return Ok(None);
-    };
-    let role = super::access::role_of(state.db.read(), viewer.account_id, workspace.id).await?;
-    Ok(role.map(|viewer_role| WorkspaceView {
-        workspace,
-        viewer_role,
-    }))
+    // The workspace and the viewer's membership in one query: a dashboard asks on every page.
+    let found = query
+        .join(JoinType::InnerJoin, workspaces::Relation::Members.def())
+        .filter(workspace_members::Column::AccountId.eq(viewer.account_id))
+        .select_also(workspace_members::Entity)
+        .one(state.db.read())
+        .await?;
+    match found {
+        Some((workspace, Some(member))) => Ok(Some(WorkspaceView {
+            workspace,
+            viewer_role: Role::parse(&member.role)?,
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// Reads a workspace the caller has already been checked against.
