@@ -86,21 +86,26 @@ const TEMPLATE: &str = r#"<!doctype html>
 <div id="graphiql">Loading GraphiQL…</div>
 <script crossorigin src="{{ASSETS}}/react@18.3.1/umd/react.production.min.js"></script>
 <script crossorigin src="{{ASSETS}}/react-dom@18.3.1/umd/react-dom.production.min.js"></script>
+<script crossorigin src="{{ASSETS}}/graphql-ws@5.16.0/umd/graphql-ws.min.js"></script>
 <script crossorigin src="{{ASSETS}}/graphiql@3.8.3/graphiql.min.js"></script>
 <script>
   const tabs = {{TABS}};
   const base = window.location.origin + window.location.pathname.replace(/\/$/, '');
   const wsBase = base.replace(/^http/, 'ws');
-  const fetcher = GraphiQL.createFetcher({
-    url: base,
-    subscriptionUrl: wsBase + '/ws',
-    wsConnectionParams: () => {
+  // Subscriptions go over graphql-ws; the token is read from GraphiQL's Headers pane each
+  // time the websocket (re)connects.
+  const wsClient = graphqlWs.createClient({
+    url: wsBase + '/ws',
+    lazy: true,
+    retryAttempts: 5,
+    connectionParams: () => {
       try {
         const headers = JSON.parse(localStorage.getItem('graphiql:headers') || '{}');
         return headers.Authorization ? { Authorization: headers.Authorization } : {};
       } catch (e) { return {}; }
     },
   });
+  const fetcher = GraphiQL.createFetcher({ url: base, wsClient });
   ReactDOM.createRoot(document.getElementById('graphiql')).render(
     React.createElement(GraphiQL, {
       fetcher,

@@ -76,6 +76,14 @@ const GRAPHIQL_INTROSPECTION: &str = r#"
                   ofType {
                     kind
                     name
+                    ofType {
+                      kind
+                      name
+                      ofType {
+                        kind
+                        name
+                      }
+                    }
                   }
                 }
               }
@@ -115,7 +123,7 @@ async fn graphiqls_introspection_query_runs_under_the_limits() {
 #[tokio::test]
 async fn a_query_nested_too_deep_is_query_too_complex() {
     let app = spawn_app().await;
-    let deep = "{__schema{types{fields{type{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{name}}}}}}}}}}}}}}";
+    let deep = "{__schema{types{fields{type{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{name}}}}}}}}}}}}}}}}}";
     let response = app.gql(deep, json!(null)).await;
     assert_error_code(&response, "QUERY_TOO_COMPLEX");
     assert!(response["data"].is_null(), "{response:#}");
@@ -221,7 +229,7 @@ async fn every_error_code_of_the_api_reaches_the_client() {
             .await,
         "LIMIT_EXCEEDED",
     );
-    let deep = "{__schema{types{fields{type{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{name}}}}}}}}}}}}}}";
+    let deep = "{__schema{types{fields{type{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{name}}}}}}}}}}}}}}}}}";
     assert_error_code(&app.gql(deep, json!(null)).await, "QUERY_TOO_COMPLEX");
     let log_in =
         "mutation { logIn(email: \"eve@example.com\", password: \"wrong-password\") { token } }";
