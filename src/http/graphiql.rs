@@ -84,10 +84,10 @@ const TEMPLATE: &str = r#"<!doctype html>
 </head>
 <body>
 <div id="graphiql">Loading GraphiQL…</div>
-<script crossorigin src="{{ASSETS}}/react@18.3.1/umd/react.production.min.js"></script>
-<script crossorigin src="{{ASSETS}}/react-dom@18.3.1/umd/react-dom.production.min.js"></script>
-<script crossorigin src="{{ASSETS}}/graphql-ws@5.16.0/umd/graphql-ws.min.js"></script>
-<script crossorigin src="{{ASSETS}}/graphiql@3.8.3/graphiql.min.js"></script>
+<script src="{{ASSETS}}/react@18.3.1/umd/react.production.min.js"></script>
+<script src="{{ASSETS}}/react-dom@18.3.1/umd/react-dom.production.min.js"></script>
+<script src="{{ASSETS}}/graphql-ws@5.16.0/umd/graphql-ws.min.js"></script>
+<script src="{{ASSETS}}/graphiql@3.8.3/graphiql.min.js"></script>
 <script>
   const tabs = {{TABS}};
   const base = window.location.origin + window.location.pathname.replace(/\/$/, '');
