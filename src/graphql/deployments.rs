@@ -86,7 +86,7 @@ impl Deployment {
             .flows
             .load_one(self.0.flow_id)
             .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(super::loaders::load_failed)?
             .map(Flow)
             .ok_or_else(|| AppError::not_found("flow"))
     }
@@ -120,7 +120,7 @@ impl Deployment {
             .storage_blocks
             .load_one(id)
             .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(super::loaders::load_failed)?
             .map(StorageBlock))
     }
     /// The deployment's runs, expected start time newest first.

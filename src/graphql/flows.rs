@@ -37,7 +37,6 @@ impl Flow {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    /// The flow's deployments, by name.
     /// The flow's runs, expected start time newest first.
     async fn flow_runs(
         &self,
@@ -51,13 +50,14 @@ impl Flow {
         };
         super::runs::nested_flow_runs(ctx, self.0.workspace_id, first, after, filter).await
     }
+    /// The flow's deployments, by name.
     async fn deployments(&self, ctx: &Context<'_>) -> AppResult<Vec<Deployment>> {
         let rows = ctx
             .loaders()?
             .deployments_by_flow
             .load_one(self.0.id)
             .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(super::loaders::load_failed)?
             .unwrap_or_default();
         Ok(rows.into_iter().map(Deployment).collect())
     }

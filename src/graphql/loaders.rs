@@ -12,6 +12,11 @@ use crate::state::AppState;
 /// Errors cross the loader boundary as a shared, already-logged message.
 pub type LoadError = Arc<String>;
 
+/// A failed batch, as resolvers report it (the cause was logged when the batch failed).
+pub fn load_failed(err: LoadError) -> crate::error::AppError {
+    crate::error::AppError::Internal(err.to_string())
+}
+
 fn load_error(err: sea_orm::DbErr) -> LoadError {
     tracing::error!(error = %err, "loader query failed");
     Arc::new("internal server error".into())

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::{flow_runs, run_alerts, task_runs};
 use uuid::Uuid;
 
+use super::loaders::load_failed;
 use super::logs::{LogConnection, LogLevel};
 use super::pagination::{PageArgs, PageInfo};
 use super::ContextExt;
@@ -223,10 +224,6 @@ impl From<FlowRunFilter> for DomainFilter {
     }
 }
 
-fn load_err(e: std::sync::Arc<String>) -> AppError {
-    AppError::Internal(e.to_string())
-}
-
 #[derive(Clone)]
 pub struct FlowRun(pub flow_runs::Model);
 
@@ -249,7 +246,7 @@ impl FlowRun {
             .flows
             .load_one(self.0.flow_id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .map(super::flows::Flow)
             .ok_or_else(|| AppError::not_found("flow"))
     }
@@ -265,7 +262,7 @@ impl FlowRun {
             .deployments
             .load_one(id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .map(super::deployments::Deployment))
     }
     async fn work_queue_name(&self) -> Option<&str> {
@@ -281,7 +278,7 @@ impl FlowRun {
             .flow_run_states
             .load_one(self.0.id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .unwrap_or_default();
         rows.iter()
             .map(|r| StateRecord::of_flow_run_state(r).map(State))
@@ -361,7 +358,7 @@ impl FlowRun {
             .task_run_pages
             .load_one(key)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .unwrap_or_default();
         Ok(TaskRunConnection::new(rows, &args, Some(self.0.id)))
     }
@@ -473,7 +470,7 @@ impl TaskRun {
             .flow_runs
             .load_one(self.0.flow_run_id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .map(FlowRun)
             .ok_or_else(|| AppError::not_found("flow run"))
     }
@@ -486,7 +483,7 @@ impl TaskRun {
             .task_run_states
             .load_one(self.0.id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .unwrap_or_default();
         rows.iter()
             .map(|r| StateRecord::of_task_run_state(r).map(State))
@@ -502,7 +499,7 @@ impl TaskRun {
             .upstream_task_runs
             .load_one(self.0.id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .unwrap_or_default()
             .into_iter()
             .map(TaskRun)
@@ -615,7 +612,7 @@ impl TaskRunConnection {
             .task_run_counts
             .load_one(flow_run_id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .unwrap_or(0);
         Ok(n)
     }
@@ -712,7 +709,7 @@ impl RunAlert {
             .flow_runs
             .load_one(self.0.flow_run_id)
             .await
-            .map_err(load_err)?
+            .map_err(load_failed)?
             .map(FlowRun)
             .ok_or_else(|| AppError::not_found("flow run"))
     }

@@ -79,7 +79,7 @@ pub(crate) async fn load_account(ctx: &Context<'_>, id: Uuid) -> AppResult<Accou
         .accounts
         .load_one(id)
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(super::loaders::load_failed)?
         .map(Account)
         .ok_or_else(|| AppError::not_found("account"))
 }
@@ -247,7 +247,7 @@ impl Invitation {
             .workspaces
             .load_one(self.0.workspace_id)
             .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(super::loaders::load_failed)?
             .ok_or_else(|| AppError::not_found("workspace"))?;
         let viewer = ctx.viewer()?;
         let viewer_role =
