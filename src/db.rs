@@ -62,10 +62,13 @@ impl Db {
             // cache per connection, and sort/temp B-trees in memory.
             .pragma("mmap_size", "268435456")
             .pragma("cache_size", "-16000")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // A page of runs comes back in one go instead of stalling the worker thread at 50.
+            .row_buffer_size(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(options.clone())
             .await
@@ -80,6 +83,9 @@ impl Db {
                 .clamp(2, 8) as u32;
             SqlitePoolOptions::new()
                 .max_connections(readers)
+                // An in-process connection has no far end to lose; pinging it before every
+                // query was a round trip to its worker thread per statement.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
                 .await

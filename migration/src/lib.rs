@@ -5,6 +5,7 @@ mod m20261126_000001_foundation;
 mod m20261126_000002_orchestration;
 mod m20261126_000003_event_retention;
 mod m20261126_000004_late_run_index;
+mod m20261127_000005_page_order_indexes;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_orchestration::Migration),
             Box::new(m20261126_000003_event_retention::Migration),
             Box::new(m20261126_000004_late_run_index::Migration),
+            Box::new(m20261127_000005_page_order_indexes::Migration),
         ]
     }
 }

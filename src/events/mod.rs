@@ -7,7 +7,7 @@ pub mod replicas;
 pub mod watch;
 
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, FromQueryResult, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, FromQueryResult, Set, Statement};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -31,28 +31,34 @@ pub async fn reserve(
     count: i64,
 ) -> AppResult<i64> {
     use entity::workspaces::Column;
-    let statement = Query::update()
-        .table(entity::workspaces::Entity)
-        .value(
-            Column::LastEventSeq,
-            Expr::col(Column::LastEventSeq).add(count),
+    let backend = conn.get_database_backend();
+    let statement = if backend == DbBackend::Postgres {
+        // One round trip while the row is locked: the notification to other processes (sent
+        // when this transaction commits) rides on the same statement.
+        Statement::from_sql_and_values(
+            backend,
+            format!(
+                r#"UPDATE "workspaces" SET "last_event_seq" = "last_event_seq" + $1 WHERE "id" = $2 RETURNING "last_event_seq", {} AS "notified""#,
+                replicas::COMMITTED_NOTIFY_SQL
+            ),
+            [count.into(), workspace_id.into()],
         )
-        .and_where(Expr::col(Column::Id).eq(workspace_id))
-        .returning_col(Column::LastEventSeq)
-        .to_owned();
-    let row = LastSeq::find_by_statement(conn.get_database_backend().build(&statement))
+    } else {
+        backend.build(
+            Query::update()
+                .table(entity::workspaces::Entity)
+                .value(
+                    Column::LastEventSeq,
+                    Expr::col(Column::LastEventSeq).add(count),
+                )
+                .and_where(Expr::col(Column::Id).eq(workspace_id))
+                .returning_col(Column::LastEventSeq),
+        )
+    };
+    let row = LastSeq::find_by_statement(statement)
         .one(conn)
         .await?
         .ok_or_else(|| AppError::not_found("workspace"))?;
-    // Other server processes hear of it when this transaction commits.
-    replicas::notify(
-        conn,
-        &Notice::Committed {
-            workspace_id,
-            last_seq: row.last_event_seq,
-        },
-    )
-    .await?;
     Ok(row.last_event_seq - count + 1)
 }
 

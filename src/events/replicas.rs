@@ -14,6 +14,12 @@ use crate::error::AppResult;
 
 pub const CHANNEL: &str = "flowcloud_events";
 
+/// [`Notice::Committed`] for the `workspaces` row an `UPDATE … RETURNING` just changed, built by
+/// PostgreSQL so the reservation and its notification are one statement. The payload is what
+/// [`encode`] makes; a test decodes it.
+pub const COMMITTED_NOTIFY_SQL: &str =
+    r#"pg_notify('flowcloud_events', 'c:' || "id"::text || ':' || "last_event_seq"::text)::text"#;
+
 fn encode(notice: &Notice) -> String {
     match notice {
         Notice::Committed {
@@ -111,5 +117,10 @@ mod tests {
             assert_eq!(decode(&encode(&notice)), Some(notice));
         }
         assert_eq!(decode("garbage"), None);
+    }
+
+    #[test]
+    fn the_sql_built_notification_goes_to_the_channel_we_listen_on() {
+        assert!(COMMITTED_NOTIFY_SQL.starts_with(&format!("pg_notify('{CHANNEL}', 'c:'")));
     }
 }

@@ -23,17 +23,18 @@ pub enum Source {
 }
 
 /// Streams every event of the workspace after `after` (or from now), in cursor order.
+/// `notices` must be subscribed before the caller's access check, so no change is missed.
 pub fn watch(
     state: AppState,
     viewer: Viewer,
     workspace_id: Uuid,
     after: Option<i64>,
     source: Source,
+    mut notices: broadcast::Receiver<Notice>,
 ) -> impl Stream<Item = AppResult<LiveItem>> {
     async_stream::try_stream! {
         // Join the feed before reading the position, so nothing committed in between is missed.
         let mut feed = state.hub.join(workspace_id);
-        let mut notices = state.events.subscribe_access();
         let mut last = match after {
             Some(cursor) => {
                 let floor = Box::pin(retention_floor(&state, workspace_id, source)).await?;

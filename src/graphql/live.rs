@@ -71,6 +71,9 @@ async fn open(
     let state = ctx.app()?.clone();
     let viewer = ctx.viewer()?.clone();
     let after = after.map(|c| decode_cursor("after", &c)).transpose()?;
+    // Listen for access changes before checking: a removal that commits between the check and
+    // the stream's first poll would otherwise go unnoticed until the periodic re-check.
+    let access_notices = state.events.subscribe_access();
     access::require_role(
         state.db.read(),
         &viewer,
@@ -79,7 +82,14 @@ async fn open(
         "workspace",
     )
     .await?;
-    Ok(watch(state, viewer, workspace_id, after, source))
+    Ok(watch(
+        state,
+        viewer,
+        workspace_id,
+        after,
+        source,
+        access_notices,
+    ))
 }
 
 fn matches_filter(

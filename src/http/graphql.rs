@@ -340,10 +340,10 @@ async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
     peer: SocketAddr,
-    request: Request,
+    mut request: Request,
     kind: ResponseKind,
 ) -> Response {
-    if let Err(message) = check_variables(&request) {
+    if let Err(message) = check_variables(&mut request) {
         let status = match kind {
             ResponseKind::GraphqlResponseJson => StatusCode::BAD_REQUEST,
             ResponseKind::Json => StatusCode::OK,
@@ -370,15 +370,12 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let serialized = serde_json::to_value(&response).map(|mut body| {
-        // Never executed, so the body has no `data` entry at all, not even null (GraphQL spec).
-        if request_error {
-            if let Some(map) = body.as_object_mut() {
-                map.remove("data");
-            }
-        }
-        body.to_string()
-    });
+    // Never executed, so the body has no `data` entry at all, not even null (GraphQL spec).
+    let serialized = if request_error {
+        serde_json::to_vec(&serde_json::json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_vec(&response)
+    };
     let body = match serialized {
         Ok(body) => body,
         Err(err) => {
@@ -425,24 +422,37 @@ pub fn assign_error_codes(response: &mut GqlResponse) {
 /// a malformed `UUID` or `DateTime`), so that it is answered as a request error (400 for
 /// `application/graphql-response+json`) rather than a field error after a partial run.
 /// Anything this does not recognise is left to the executor, which still refuses it.
-fn check_variables(request: &Request) -> Result<(), String> {
+/// The document parsed here is kept in the request, so the executor does not parse it again.
+fn check_variables(request: &mut Request) -> Result<(), String> {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return Ok(());
     };
+    let checked = check_operation_variables(
+        &document,
+        &request.variables,
+        request.operation_name.as_deref(),
+    );
+    request.set_parsed_query(document);
+    checked
+}
+
+fn check_operation_variables(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    variables: &Variables,
+    operation_name: Option<&str>,
+) -> Result<(), String> {
     let operation = match &document.operations {
         DocumentOperations::Single(op) => &op.node,
-        DocumentOperations::Multiple(ops) => {
-            match request.operation_name.as_deref().and_then(|n| ops.get(n)) {
-                Some(op) => &op.node,
-                None => return Ok(()),
-            }
-        }
+        DocumentOperations::Multiple(ops) => match operation_name.and_then(|n| ops.get(n)) {
+            Some(op) => &op.node,
+            None => return Ok(()),
+        },
     };
     for definition in &operation.variable_definitions {
         let definition = &definition.node;
         let name = definition.name.node.as_str();
         let ty = &definition.var_type.node;
-        match request.variables.get(name) {
+        match variables.get(name) {
             None | Some(async_graphql::Value::Null) => {
                 if !ty.nullable && definition.default_value.is_none() {
                     return Err(format!(

@@ -1412,6 +1412,44 @@ async fn two_replicas_on_postgres_deliver_each_others_events() {
     assert_eq!(state_ids(&on_b_events), expected);
 }
 
+/// Each committed change tells other processes where the workspace's log now ends, in the
+/// payload they decode (`c:<workspace>:<last cursor>`), so they wake at once instead of at
+/// their next poll of the log.
+#[tokio::test]
+async fn a_committed_state_change_notifies_other_processes_with_its_cursor() {
+    let w = world("zed").await;
+    if !w.app.is_postgres() {
+        println!("skipped: notifications between processes need PostgreSQL");
+        return;
+    }
+    let mut listener = sqlx::postgres::PgListener::connect(&w.app.config.database_url)
+        .await
+        .unwrap();
+    listener.listen("flowcloud_events").await.unwrap();
+    let run = create_run(&w.app, &w.owner, w.ws, w.flow, Value::Null).await;
+    let mut on_a = connect_as(&w.app, Protocol::Transport, &w.owner.token).await;
+    on_a.subscribe("runs", FLOW_SUB, flow_vars(w.ws, Value::Null, Some("0")))
+        .await;
+    let created = on_a.next_event("runs", "flowRunStateChanged").await;
+    set_state(&w.app, &w.owner.token, run, "PENDING", false).await;
+    let pending = on_a.next_event("runs", "flowRunStateChanged").await;
+    let mut payloads = Vec::new();
+    while payloads.len() < 2 {
+        let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("no notification within 10 s")
+            .unwrap();
+        if notification.payload().starts_with("c:") {
+            payloads.push(notification.payload().to_owned());
+        }
+    }
+    let expected: Vec<String> = [&created, &pending]
+        .iter()
+        .map(|e| format!("c:{}:{}", w.ws, e["cursor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(payloads, expected);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The official graphql-ws client
 
