@@ -754,7 +754,8 @@ pub enum FlowRunSort {
 
 /// One page of runs by keyset, plus a lazily counted total.
 pub struct RunPage {
-    pub rows: Vec<(String, flow_runs::Model)>,
+    /// Shared, so the page's nodes and edges hand the rows out without copying them.
+    pub rows: Vec<(String, std::sync::Arc<flow_runs::Model>)>,
     pub has_next_page: bool,
     pub has_previous_page: bool,
     pub count_query: Select<flow_runs::Entity>,
@@ -861,7 +862,7 @@ pub async fn list_unchecked(
     let rows = rows
         .into_iter()
         .take(first as usize)
-        .map(|r| (run_cursor(&r, sort), r))
+        .map(|r| (run_cursor(&r, sort), std::sync::Arc::new(r)))
         .collect();
     Ok(RunPage {
         rows,

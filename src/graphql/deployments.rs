@@ -27,10 +27,16 @@ pub(crate) fn maybe<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
 }
 
 #[derive(Clone)]
-pub struct Deployment(pub deployment_rows::Model);
+pub struct Deployment(pub std::sync::Arc<deployment_rows::Model>);
 
 impl From<deployment_rows::Model> for Deployment {
     fn from(model: deployment_rows::Model) -> Self {
+        Self(std::sync::Arc::new(model))
+    }
+}
+
+impl From<std::sync::Arc<deployment_rows::Model>> for Deployment {
+    fn from(model: std::sync::Arc<deployment_rows::Model>) -> Self {
         Self(model)
     }
 }
@@ -87,7 +93,7 @@ impl Deployment {
             .load_one(self.0.flow_id)
             .await
             .map_err(super::loaders::load_failed)?
-            .map(Flow)
+            .map(Flow::from)
             .ok_or_else(|| AppError::not_found("flow"))
     }
     async fn schedule(&self) -> AppResult<Option<Schedule>> {
@@ -155,7 +161,7 @@ impl Deployment {
             first as u64,
         )
         .await?;
-        Ok(rows.into_iter().map(super::runs::FlowRun).collect())
+        Ok(rows.into_iter().map(super::runs::FlowRun::from).collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -278,7 +284,7 @@ impl DeploymentQuery {
     /// One deployment; null if absent or not accessible.
     async fn deployment(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Option<Deployment>> {
         let deployment = deployments::get(ctx.app()?, ctx.viewer()?, id).await?;
-        Ok(deployment.map(Deployment))
+        Ok(deployment.map(Deployment::from))
     }
 }
 
@@ -311,7 +317,7 @@ impl DeploymentMutation {
             },
         )
         .await?;
-        Ok(Deployment(deployment))
+        Ok(Deployment::from(deployment))
     }
 
     async fn update_deployment(
@@ -337,7 +343,7 @@ impl DeploymentMutation {
             },
         )
         .await?;
-        Ok(Deployment(deployment))
+        Ok(Deployment::from(deployment))
     }
 
     /// Pauses (`false`) or resumes (`true`) the deployment's schedule.
@@ -349,7 +355,7 @@ impl DeploymentMutation {
     ) -> AppResult<Deployment> {
         let deployment =
             deployments::set_schedule_active(ctx.app()?, ctx.viewer()?, id, active).await?;
-        Ok(Deployment(deployment))
+        Ok(Deployment::from(deployment))
     }
 
     /// Deletes the deployment; returns its id.

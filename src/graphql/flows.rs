@@ -13,10 +13,16 @@ use crate::domain::validate;
 use crate::error::{AppError, AppResult};
 
 #[derive(Clone)]
-pub struct Flow(pub flow_rows::Model);
+pub struct Flow(pub std::sync::Arc<flow_rows::Model>);
 
 impl From<flow_rows::Model> for Flow {
     fn from(model: flow_rows::Model) -> Self {
+        Self(std::sync::Arc::new(model))
+    }
+}
+
+impl From<std::sync::Arc<flow_rows::Model>> for Flow {
+    fn from(model: std::sync::Arc<flow_rows::Model>) -> Self {
         Self(model)
     }
 }
@@ -59,7 +65,7 @@ impl Flow {
             .await
             .map_err(super::loaders::load_failed)?
             .unwrap_or_default();
-        Ok(rows.into_iter().map(Deployment).collect())
+        Ok(rows.into_iter().map(Deployment::from).collect())
     }
 }
 
@@ -120,7 +126,7 @@ pub async fn workspace_flow(
     name: Option<String>,
 ) -> AppResult<Option<Flow>> {
     let flow = flows::get(ctx.app()?, ctx.viewer()?, workspace_id, id, name.as_deref()).await?;
-    Ok(flow.map(Flow))
+    Ok(flow.map(Flow::from))
 }
 
 #[derive(Default)]
@@ -145,6 +151,6 @@ impl FlowMutation {
             },
         )
         .await?;
-        Ok(Flow(flow))
+        Ok(Flow::from(flow))
     }
 }

@@ -27,7 +27,7 @@ impl FlowRunStateEvent {
         encode_cursor(self.0.seq)
     }
     async fn flow_run(&self) -> FlowRun {
-        FlowRun(self.0.run.clone())
+        FlowRun::from(self.0.run.clone())
     }
     async fn from_state(&self) -> Option<State> {
         self.0.from.clone().map(State)
@@ -48,7 +48,7 @@ impl TaskRunStateEvent {
         encode_cursor(self.0.seq)
     }
     async fn task_run(&self) -> TaskRun {
-        TaskRun(self.0.run.clone())
+        TaskRun::from(self.0.run.clone())
     }
     async fn from_state(&self) -> Option<State> {
         self.0.from.clone().map(State)

@@ -182,7 +182,7 @@ pub mod runs {
     pub struct UpstreamLoader(pub AppState);
 
     impl Loader<Uuid> for UpstreamLoader {
-        type Value = Vec<task_runs::Model>;
+        type Value = Vec<std::sync::Arc<task_runs::Model>>;
         type Error = LoadError;
 
         async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -193,7 +193,8 @@ pub mod runs {
                 .await
                 .map_err(load_error)?;
             let upstream_ids: Vec<Uuid> = edges.iter().map(|e| e.upstream_task_run_id).collect();
-            let tasks: HashMap<Uuid, task_runs::Model> = if upstream_ids.is_empty() {
+            let tasks: HashMap<Uuid, std::sync::Arc<task_runs::Model>> = if upstream_ids.is_empty()
+            {
                 HashMap::new()
             } else {
                 task_runs::Entity::find()
@@ -202,7 +203,7 @@ pub mod runs {
                     .await
                     .map_err(load_error)?
                     .into_iter()
-                    .map(|t| (t.id, t))
+                    .map(|t| (t.id, std::sync::Arc::new(t)))
                     .collect()
             };
             let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
@@ -231,7 +232,7 @@ pub mod runs {
     pub struct TaskRunPageLoader(pub AppState);
 
     impl Loader<TaskRunPageKey> for TaskRunPageLoader {
-        type Value = Vec<task_runs::Model>;
+        type Value = Vec<std::sync::Arc<task_runs::Model>>;
         type Error = LoadError;
 
         async fn load(
@@ -283,9 +284,12 @@ pub mod runs {
                     .all(db)
                     .await
                     .map_err(load_error)?;
-                let mut by_run: HashMap<Uuid, Vec<task_runs::Model>> = HashMap::new();
+                let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
                 for row in rows {
-                    by_run.entry(row.flow_run_id).or_default().push(row);
+                    by_run
+                        .entry(row.flow_run_id)
+                        .or_default()
+                        .push(std::sync::Arc::new(row));
                 }
                 for run_id in run_ids {
                     let rows = by_run.remove(&run_id).unwrap_or_default();
@@ -330,7 +334,8 @@ pub mod runs {
 pub struct FlowLoader(AppState);
 
 impl Loader<Uuid> for FlowLoader {
-    type Value = flows::Model;
+    /// Shared: every run of a page asks for the same few flows.
+    type Value = Arc<flows::Model>;
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -339,7 +344,7 @@ impl Loader<Uuid> for FlowLoader {
             .all(self.0.db.read())
             .await
             .map_err(load_error)?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+        Ok(rows.into_iter().map(|r| (r.id, Arc::new(r))).collect())
     }
 }
 
@@ -347,7 +352,8 @@ impl Loader<Uuid> for FlowLoader {
 pub struct DeploymentLoader(AppState);
 
 impl Loader<Uuid> for DeploymentLoader {
-    type Value = deployments::Model;
+    /// Shared: every run of a page asks for the same few deployments.
+    type Value = Arc<deployments::Model>;
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -356,7 +362,7 @@ impl Loader<Uuid> for DeploymentLoader {
             .all(self.0.db.read())
             .await
             .map_err(load_error)?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+        Ok(rows.into_iter().map(|r| (r.id, Arc::new(r))).collect())
     }
 }
 

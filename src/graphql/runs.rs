@@ -1,4 +1,6 @@
 //! Flow runs, task runs, states, orchestration results, the run graph, summaries and alerts.
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{flow_runs, run_alerts, task_runs};
@@ -224,11 +226,18 @@ impl From<FlowRunFilter> for DomainFilter {
     }
 }
 
+/// Shared rows: a page, a loader batch and a live event hand the same row to many fields.
 #[derive(Clone)]
-pub struct FlowRun(pub flow_runs::Model);
+pub struct FlowRun(pub Arc<flow_runs::Model>);
 
 impl From<flow_runs::Model> for FlowRun {
     fn from(m: flow_runs::Model) -> Self {
+        Self(Arc::new(m))
+    }
+}
+
+impl From<Arc<flow_runs::Model>> for FlowRun {
+    fn from(m: Arc<flow_runs::Model>) -> Self {
         Self(m)
     }
 }
@@ -247,7 +256,7 @@ impl FlowRun {
             .load_one(self.0.flow_id)
             .await
             .map_err(load_failed)?
-            .map(super::flows::Flow)
+            .map(super::flows::Flow::from)
             .ok_or_else(|| AppError::not_found("flow"))
     }
     async fn deployment(
@@ -263,7 +272,7 @@ impl FlowRun {
             .load_one(id)
             .await
             .map_err(load_failed)?
-            .map(super::deployments::Deployment))
+            .map(super::deployments::Deployment::from))
     }
     async fn work_queue_name(&self) -> Option<&str> {
         self.0.work_queue_name.as_deref()
@@ -443,10 +452,16 @@ pub struct GraphEdge {
 }
 
 #[derive(Clone)]
-pub struct TaskRun(pub task_runs::Model);
+pub struct TaskRun(pub Arc<task_runs::Model>);
 
 impl From<task_runs::Model> for TaskRun {
     fn from(m: task_runs::Model) -> Self {
+        Self(Arc::new(m))
+    }
+}
+
+impl From<Arc<task_runs::Model>> for TaskRun {
+    fn from(m: Arc<task_runs::Model>) -> Self {
         Self(m)
     }
 }
@@ -471,7 +486,7 @@ impl TaskRun {
             .load_one(self.0.flow_run_id)
             .await
             .map_err(load_failed)?
-            .map(FlowRun)
+            .map(FlowRun::from)
             .ok_or_else(|| AppError::not_found("flow run"))
     }
     async fn state(&self) -> AppResult<State> {
@@ -502,7 +517,7 @@ impl TaskRun {
             .map_err(load_failed)?
             .unwrap_or_default()
             .into_iter()
-            .map(TaskRun)
+            .map(TaskRun::from)
             .collect())
     }
     async fn start_time(&self) -> Option<DateTime<Utc>> {
@@ -556,7 +571,7 @@ pub struct TaskRunEdge {
 
 /// Task runs, oldest first. `totalCount` is counted only when asked for, in one batched query.
 pub struct TaskRunConnection {
-    rows: Vec<task_runs::Model>,
+    rows: Vec<Arc<task_runs::Model>>,
     has_next_page: bool,
     has_previous_page: bool,
     flow_run_id: Option<Uuid>,
@@ -565,7 +580,11 @@ pub struct TaskRunConnection {
 
 impl TaskRunConnection {
     /// From rows fetched with `args.fetch_limit()` (one past the page).
-    fn new(mut rows: Vec<task_runs::Model>, args: &PageArgs, flow_run_id: Option<Uuid>) -> Self {
+    fn new(
+        mut rows: Vec<Arc<task_runs::Model>>,
+        args: &PageArgs,
+        flow_run_id: Option<Uuid>,
+    ) -> Self {
         let has_next_page = rows.len() as u64 > args.first;
         rows.truncate(args.first as usize);
         Self {
@@ -590,14 +609,14 @@ impl TaskRunConnection {
             .collect()
     }
     async fn nodes(&self) -> Vec<TaskRun> {
-        self.rows.iter().cloned().map(TaskRun).collect()
+        self.rows.iter().cloned().map(TaskRun::from).collect()
     }
     async fn page_info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.has_next_page,
             has_previous_page: self.has_previous_page,
-            start_cursor: self.rows.first().map(domain_tasks::cursor_of),
-            end_cursor: self.rows.last().map(domain_tasks::cursor_of),
+            start_cursor: self.rows.first().map(|t| domain_tasks::cursor_of(t)),
+            end_cursor: self.rows.last().map(|t| domain_tasks::cursor_of(t)),
         }
     }
     async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
@@ -710,7 +729,7 @@ impl RunAlert {
             .load_one(self.0.flow_run_id)
             .await
             .map_err(load_failed)?
-            .map(FlowRun)
+            .map(FlowRun::from)
             .ok_or_else(|| AppError::not_found("flow run"))
     }
     async fn message(&self) -> &str {
@@ -791,7 +810,7 @@ pub async fn workspace_task_runs(
     let page =
         domain_tasks::list(ctx.app()?, ctx.viewer()?, workspace_id, flow_run_id, &args).await?;
     Ok(TaskRunConnection {
-        rows: page.items.into_iter().map(|(_, t)| t).collect(),
+        rows: page.items.into_iter().map(|(_, t)| Arc::new(t)).collect(),
         has_next_page: page.has_next_page,
         has_previous_page: page.has_previous_page,
         flow_run_id,
@@ -873,7 +892,7 @@ pub async fn workspace_upcoming(
     )
     .await?;
     let rows = domain_runs::upcoming(app, workspace_id, deployment_id, first as u64).await?;
-    Ok(rows.into_iter().map(FlowRun).collect())
+    Ok(rows.into_iter().map(FlowRun::from).collect())
 }
 
 pub async fn workspace_alerts(
@@ -938,14 +957,14 @@ impl RunQuery {
     async fn flow_run(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Option<FlowRun>> {
         Ok(domain_runs::get(ctx.app()?, ctx.viewer()?, id)
             .await?
-            .map(FlowRun))
+            .map(FlowRun::from))
     }
 
     /// A task run; null if absent or not accessible.
     async fn task_run(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Option<TaskRun>> {
         Ok(domain_tasks::get(ctx.app()?, ctx.viewer()?, id)
             .await?
-            .map(TaskRun))
+            .map(TaskRun::from))
     }
 }
 
@@ -980,7 +999,7 @@ impl RunMutation {
             },
         )
         .await?;
-        Ok(FlowRun(run))
+        Ok(FlowRun::from(run))
     }
 
     /// An ad-hoc run of a deployment: parameter overrides merged over the deployment's.
@@ -1004,7 +1023,7 @@ impl RunMutation {
             input.unwrap_or_default(),
         )
         .await?;
-        Ok(FlowRun(run))
+        Ok(FlowRun::from(run))
     }
 
     async fn set_flow_run_state(
@@ -1045,7 +1064,7 @@ impl RunMutation {
             },
         )
         .await?;
-        Ok(TaskRun(task))
+        Ok(TaskRun::from(task))
     }
 
     async fn set_task_run_state(
@@ -1082,6 +1101,6 @@ impl RunMutation {
             scheduled_before,
         )
         .await?;
-        Ok(runs.into_iter().map(FlowRun).collect())
+        Ok(runs.into_iter().map(FlowRun::from).collect())
     }
 }
