@@ -9,7 +9,9 @@
 //!
 //! Run: `cargo bench --bench load` (release build). Knobs: `BENCH_RUNS` (runs in the workspace
 //! for the page test, default 100000), `BENCH_CLIENTS` (default 16), `BENCH_ONLY=sqlite|postgres`,
-//! `BENCH_PHASES=runs,transitions,logs,page` (default all), `BENCH_LOG=warn` (server log filter).
+//! `BENCH_PHASES=runs,transitions,logs,page` (default all), `BENCH_LOG=warn` (server log filter),
+//! `BENCH_PAGE_REQUESTS` (page requests per client, default 100), `BENCH_ON_PAGE_PHASE` (a shell
+//! command run as the page phase starts, e.g. to zero a profiler's counters).
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -584,6 +586,18 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         for _ in 0..20 {
             data(client.post(Some(&s.token), page_body.to_vec()).await?)?;
         }
+        // A hook for profilers: `callgrind_control -z $PPID` zeroes valgrind's counters here, so
+        // they count the measured pages only.
+        if let Ok(command) = std::env::var("BENCH_ON_PAGE_PHASE") {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .status()?;
+        }
+        let requests_per_client = std::env::var("BENCH_PAGE_REQUESTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(PAGE_REQUESTS_PER_CLIENT);
         let started = Instant::now();
         let cpu_before = process_cpu_seconds();
         let mut tasks = Vec::new();
@@ -591,8 +605,8 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
             let (client, s, errors, body) =
                 (client.clone(), s.clone(), errors.clone(), page_body.clone());
             tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(PAGE_REQUESTS_PER_CLIENT);
-                for _ in 0..PAGE_REQUESTS_PER_CLIENT {
+                let mut latencies = Vec::with_capacity(requests_per_client);
+                for _ in 0..requests_per_client {
                     let t0 = Instant::now();
                     let ok = client
                         .post_page(Some(&s.token), body.to_vec())
