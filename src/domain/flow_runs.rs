@@ -856,13 +856,14 @@ pub async fn list_unchecked(
         .order_by(col, order.clone())
         .order_by(C::Id, order)
         .limit(first + 1)
+        .into_model::<RunByPosition>()
         .all(db)
         .await?;
     let has_next_page = rows.len() as u64 > first;
     let rows = rows
         .into_iter()
         .take(first as usize)
-        .map(|r| (run_cursor(&r, sort), std::sync::Arc::new(r)))
+        .map(|RunByPosition(r)| (run_cursor(&r, sort), std::sync::Arc::new(r)))
         .collect();
     Ok(RunPage {
         rows,
@@ -870,6 +871,50 @@ pub async fn list_unchecked(
         has_previous_page,
         count_query,
     })
+}
+
+/// A `flow_runs` row decoded by column position, for the run page. The derived decoder formats
+/// each column's name into a new `String` and hashes it, per column per row: a tenth of a page's
+/// CPU. Only for `flow_runs::Entity::find()` selects, whose columns come in `Model` field order
+/// (a test compares both decoders on the same run).
+pub struct RunByPosition(pub flow_runs::Model);
+
+impl FromQueryResult for RunByPosition {
+    fn from_query_result(
+        row: &sea_orm::QueryResult,
+        _prefix: &str,
+    ) -> Result<Self, sea_orm::DbErr> {
+        let mut column = 0..;
+        let mut next = || column.next().unwrap_or(usize::MAX);
+        Ok(Self(flow_runs::Model {
+            id: row.try_get_by_index(next())?,
+            workspace_id: row.try_get_by_index(next())?,
+            flow_id: row.try_get_by_index(next())?,
+            deployment_id: row.try_get_by_index(next())?,
+            work_queue_name: row.try_get_by_index(next())?,
+            name: row.try_get_by_index(next())?,
+            parameters: row.try_get_by_index(next())?,
+            tags: row.try_get_by_index(next())?,
+            idempotency_key: row.try_get_by_index(next())?,
+            auto_scheduled: row.try_get_by_index(next())?,
+            retries: row.try_get_by_index(next())?,
+            retry_delay_seconds: row.try_get_by_index(next())?,
+            run_count: row.try_get_by_index(next())?,
+            total_run_time: row.try_get_by_index(next())?,
+            expected_start_time: row.try_get_by_index(next())?,
+            start_time: row.try_get_by_index(next())?,
+            end_time: row.try_get_by_index(next())?,
+            state_id: row.try_get_by_index(next())?,
+            state_type: row.try_get_by_index(next())?,
+            state_name: row.try_get_by_index(next())?,
+            state_message: row.try_get_by_index(next())?,
+            state_timestamp: row.try_get_by_index(next())?,
+            state_scheduled_time: row.try_get_by_index(next())?,
+            state_transition_id: row.try_get_by_index(next())?,
+            created_at: row.try_get_by_index(next())?,
+            updated_at: row.try_get_by_index(next())?,
+        }))
+    }
 }
 
 pub async fn count(state: &AppState, query: Select<flow_runs::Entity>) -> AppResult<u64> {
