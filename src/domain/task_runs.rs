@@ -362,6 +362,42 @@ pub async fn get(
         .map(|_| task))
 }
 
+/// A `task_runs` row decoded by column position (see `flow_runs::RunByPosition`), for the nested
+/// task-run pages. Only for selects that list `task_runs::Column::iter()` first, in that order.
+pub struct TaskRunByPosition(pub task_runs::Model);
+
+impl sea_orm::FromQueryResult for TaskRunByPosition {
+    fn from_query_result(
+        row: &sea_orm::QueryResult,
+        _prefix: &str,
+    ) -> Result<Self, sea_orm::DbErr> {
+        let mut column = 0..;
+        let mut next = || column.next().unwrap_or(usize::MAX);
+        Ok(Self(task_runs::Model {
+            id: row.try_get_by_index(next())?,
+            workspace_id: row.try_get_by_index(next())?,
+            flow_run_id: row.try_get_by_index(next())?,
+            task_key: row.try_get_by_index(next())?,
+            dynamic_key: row.try_get_by_index(next())?,
+            name: row.try_get_by_index(next())?,
+            tags: row.try_get_by_index(next())?,
+            run_count: row.try_get_by_index(next())?,
+            total_run_time: row.try_get_by_index(next())?,
+            start_time: row.try_get_by_index(next())?,
+            end_time: row.try_get_by_index(next())?,
+            state_id: row.try_get_by_index(next())?,
+            state_type: row.try_get_by_index(next())?,
+            state_name: row.try_get_by_index(next())?,
+            state_message: row.try_get_by_index(next())?,
+            state_timestamp: row.try_get_by_index(next())?,
+            state_scheduled_time: row.try_get_by_index(next())?,
+            state_transition_id: row.try_get_by_index(next())?,
+            created_at: row.try_get_by_index(next())?,
+            updated_at: row.try_get_by_index(next())?,
+        }))
+    }
+}
+
 pub fn cursor_of(task: &task_runs::Model) -> String {
     encode_cursor(&[
         &task

@@ -252,7 +252,8 @@ pub mod runs {
             for ((fetch, after), run_ids) in groups {
                 let mut inner = Query::select();
                 inner
-                    .expr(Expr::cust("*"))
+                    // The model's columns in its order, then `rn`: decoded by position below.
+                    .columns(<task_runs::Column as sea_orm::Iterable>::iter())
                     .expr_as(
                         Expr::cust(
                             "ROW_NUMBER() OVER (PARTITION BY \"flow_run_id\" ORDER BY \"created_at\", \"id\")",
@@ -280,12 +281,13 @@ pub mod runs {
                         sea_orm::sea_query::Order::Asc,
                     );
                 let statement: Statement = backend.build(&outer);
-                let rows = task_runs::Model::find_by_statement(statement)
-                    .all(db)
-                    .await
-                    .map_err(load_error)?;
+                let rows =
+                    crate::domain::task_runs::TaskRunByPosition::find_by_statement(statement)
+                        .all(db)
+                        .await
+                        .map_err(load_error)?;
                 let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
-                for row in rows {
+                for crate::domain::task_runs::TaskRunByPosition(row) in rows {
                     by_run
                         .entry(row.flow_run_id)
                         .or_default()

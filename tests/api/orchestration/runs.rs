@@ -488,3 +488,45 @@ async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .any(|r| r.id == bare && r.deployment_id.is_none()));
     assert_eq!(by_position, derived);
 }
+
+/// The same for task runs, which nested task-run pages decode by position.
+#[tokio::test]
+async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
+    use sea_orm::{EntityTrait, QueryOrder};
+    let w = world("tpos").await;
+    let run = w.run_id(json!({})).await;
+    let bare = uuid_at(&w.task(run, json!({ "taskKey": "bare" })).await["id"]);
+    let full = uuid_at(
+        &w.task(
+            run,
+            json!({ "taskKey": "full", "dynamicKey": "3", "name": "full-task", "tags": ["x"] }),
+        )
+        .await["id"],
+    );
+    w.set_task_state(full, json!({ "type": "RUNNING" }), false)
+        .await;
+    w.set_task_state(full, json!({ "type": "FAILED", "message": "boom" }), false)
+        .await;
+    let derived = entity::task_runs::Entity::find()
+        .order_by_asc(entity::task_runs::Column::Id)
+        .all(&w.app.db)
+        .await
+        .unwrap();
+    let by_position: Vec<entity::task_runs::Model> = entity::task_runs::Entity::find()
+        .order_by_asc(entity::task_runs::Column::Id)
+        .into_model::<flowcloud::domain::task_runs::TaskRunByPosition>()
+        .all(&w.app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(derived.len(), 2);
+    assert!(derived
+        .iter()
+        .any(|r| r.id == full && r.end_time.is_some() && r.state_message.is_some()));
+    assert!(derived
+        .iter()
+        .any(|r| r.id == bare && r.start_time.is_none()));
+    assert_eq!(by_position, derived);
+}
