@@ -884,36 +884,37 @@ impl FromQueryResult for RunByPosition {
         row: &sea_orm::QueryResult,
         _prefix: &str,
     ) -> Result<Self, sea_orm::DbErr> {
-        let mut column = 0..;
-        let mut next = || column.next().unwrap_or(usize::MAX);
-        Ok(Self(flow_runs::Model {
-            id: row.try_get_by_index(next())?,
-            workspace_id: row.try_get_by_index(next())?,
-            flow_id: row.try_get_by_index(next())?,
-            deployment_id: row.try_get_by_index(next())?,
-            work_queue_name: row.try_get_by_index(next())?,
-            name: row.try_get_by_index(next())?,
-            parameters: row.try_get_by_index(next())?,
-            tags: row.try_get_by_index(next())?,
-            idempotency_key: row.try_get_by_index(next())?,
-            auto_scheduled: row.try_get_by_index(next())?,
-            retries: row.try_get_by_index(next())?,
-            retry_delay_seconds: row.try_get_by_index(next())?,
-            run_count: row.try_get_by_index(next())?,
-            total_run_time: row.try_get_by_index(next())?,
-            expected_start_time: row.try_get_by_index(next())?,
-            start_time: row.try_get_by_index(next())?,
-            end_time: row.try_get_by_index(next())?,
-            state_id: row.try_get_by_index(next())?,
-            state_type: row.try_get_by_index(next())?,
-            state_name: row.try_get_by_index(next())?,
-            state_message: row.try_get_by_index(next())?,
-            state_timestamp: row.try_get_by_index(next())?,
-            state_scheduled_time: row.try_get_by_index(next())?,
-            state_transition_id: row.try_get_by_index(next())?,
-            created_at: row.try_get_by_index(next())?,
-            updated_at: row.try_get_by_index(next())?,
-        }))
+        Ok(Self(crate::db::model_by_position!(
+            row,
+            flow_runs::Model {
+                id,
+                workspace_id,
+                flow_id,
+                deployment_id,
+                work_queue_name,
+                name,
+                parameters,
+                tags,
+                idempotency_key,
+                auto_scheduled,
+                retries,
+                retry_delay_seconds,
+                run_count,
+                total_run_time,
+                expected_start_time,
+                start_time,
+                end_time,
+                state_id,
+                state_type,
+                state_name,
+                state_message,
+                state_timestamp,
+                state_scheduled_time,
+                state_transition_id,
+                created_at,
+                updated_at,
+            }
+        )))
     }
 }
 

@@ -371,30 +371,31 @@ impl sea_orm::FromQueryResult for TaskRunByPosition {
         row: &sea_orm::QueryResult,
         _prefix: &str,
     ) -> Result<Self, sea_orm::DbErr> {
-        let mut column = 0..;
-        let mut next = || column.next().unwrap_or(usize::MAX);
-        Ok(Self(task_runs::Model {
-            id: row.try_get_by_index(next())?,
-            workspace_id: row.try_get_by_index(next())?,
-            flow_run_id: row.try_get_by_index(next())?,
-            task_key: row.try_get_by_index(next())?,
-            dynamic_key: row.try_get_by_index(next())?,
-            name: row.try_get_by_index(next())?,
-            tags: row.try_get_by_index(next())?,
-            run_count: row.try_get_by_index(next())?,
-            total_run_time: row.try_get_by_index(next())?,
-            start_time: row.try_get_by_index(next())?,
-            end_time: row.try_get_by_index(next())?,
-            state_id: row.try_get_by_index(next())?,
-            state_type: row.try_get_by_index(next())?,
-            state_name: row.try_get_by_index(next())?,
-            state_message: row.try_get_by_index(next())?,
-            state_timestamp: row.try_get_by_index(next())?,
-            state_scheduled_time: row.try_get_by_index(next())?,
-            state_transition_id: row.try_get_by_index(next())?,
-            created_at: row.try_get_by_index(next())?,
-            updated_at: row.try_get_by_index(next())?,
-        }))
+        Ok(Self(crate::db::model_by_position!(
+            row,
+            task_runs::Model {
+                id,
+                workspace_id,
+                flow_run_id,
+                task_key,
+                dynamic_key,
+                name,
+                tags,
+                run_count,
+                total_run_time,
+                start_time,
+                end_time,
+                state_id,
+                state_type,
+                state_name,
+                state_message,
+                state_timestamp,
+                state_scheduled_time,
+                state_transition_id,
+                created_at,
+                updated_at,
+            }
+        )))
     }
 }
 
