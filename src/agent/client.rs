@@ -373,6 +373,22 @@ impl Client {
         .await
     }
 
+    /// A flow run's current state; `None` if it no longer exists or is not visible.
+    pub async fn run_state(&self, flow_run_id: Uuid) -> Result<Option<StateView>, CallError> {
+        #[derive(Deserialize)]
+        struct Run {
+            state: StateView,
+        }
+        let run: Option<Run> = self
+            .field(
+                "query AgentRunState($id: UUID!) { flowRun(id: $id) { state { type name message } } }",
+                json!({ "id": flow_run_id }),
+                "flowRun",
+            )
+            .await?;
+        Ok(run.map(|r| r.state))
+    }
+
     /// Stores a batch of log lines; returns how many were stored.
     pub async fn create_logs(
         &self,

@@ -53,7 +53,8 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOWCLOUD_AGENT_CONCURRENCY", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub concurrency: u32,
 
-    /// Seconds between polls of an empty queue.
+    /// Seconds between polls of an empty queue, and between checks of a running run for
+    /// cancellation.
     #[arg(long, env = "FLOWCLOUD_AGENT_POLL_INTERVAL_SECONDS", value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub poll_interval_seconds: u32,
 
@@ -157,6 +158,9 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()>) -> Result<
         stop,
         kill,
         grace_period,
+        // Cancelling reaches a running command within one poll interval.
+        cancel_check: Duration::from_secs(u64::from(args.poll_interval_seconds))
+            .max(Duration::from_secs(1)),
     });
     let concurrency = usize::try_from(args.concurrency).unwrap_or(1).max(1);
     let slots = Arc::new(Semaphore::new(concurrency));

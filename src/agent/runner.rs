@@ -29,6 +29,8 @@ pub struct RunContext {
     /// Raised when the grace period is over: running commands are killed.
     pub kill: Signal,
     pub grace_period: Duration,
+    /// How often a running command's run is checked for a cancellation request.
+    pub cancel_check: Duration,
 }
 
 /// How the command ended.
@@ -36,6 +38,8 @@ enum Ending {
     Exited(ExitStatus),
     /// Killed by the agent at the end of the grace period.
     Killed,
+    /// Stopped because someone asked to cancel the run (it is `CANCELLING`).
+    Cancelled,
     /// The agent lost track of it (waiting failed).
     Lost(String),
 }
@@ -127,6 +131,13 @@ pub async fn execute(ctx: Arc<RunContext>, run: ClaimedRun) {
             let _ = child.wait().await;
             Ending::Killed
         }
+        _ = cancellation_requested(&ctx, run_id) => {
+            tracing::info!(flow_run = %run_id, "cancellation requested: stopping the command");
+            kill_group(pid);
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Ending::Cancelled
+        }
     };
     // End what the command left running in its group, so the pipes close.
     kill_group(pid);
@@ -160,6 +171,10 @@ pub async fn execute(ctx: Arc<RunContext>, run: ClaimedRun) {
                 ("FAILED", format!("the command was ended by {how}"))
             }
         },
+        Ending::Cancelled => (
+            "CANCELLED",
+            "cancelled: the agent stopped the command".to_owned(),
+        ),
         Ending::Killed => (
             "CRASHED",
             format!(
@@ -173,6 +188,26 @@ pub async fn execute(ctx: Arc<RunContext>, run: ClaimedRun) {
         ),
     };
     report_end(&ctx, run_id, state_type, message).await;
+}
+
+/// Resolves once the run is `CANCELLING` (or already `CANCELLED`). Checks every
+/// `ctx.cancel_check`; a failed check (server restarting) is simply tried again next time.
+async fn cancellation_requested(ctx: &RunContext, run_id: Uuid) {
+    let mut every = tokio::time::interval(ctx.cancel_check);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match ctx.client.run_state(run_id).await {
+            Ok(Some(state)) if matches!(state.state_type.as_str(), "CANCELLING" | "CANCELLED") => {
+                return
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(flow_run = %run_id, error = %err, "could not check for cancellation")
+            }
+        }
+    }
 }
 
 /// Proposes `RUNNING` until the server lets the run start. `false`: the run is not ours to run.

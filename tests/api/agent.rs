@@ -505,3 +505,46 @@ async fn on_shutdown_a_claimed_run_that_has_not_started_is_handed_back() {
     );
     assert_history_ends(back, &["SCHEDULED", "PENDING", "SCHEDULED"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_run_stops_its_command_and_ends_the_run_cancelled() {
+    let s = setup("agent-cancel").await;
+    let deployment = s
+        .deployment(
+            "long",
+            Some("echo started; sleep 30; echo never"),
+            json!({}),
+        )
+        .await;
+    let run = s.run_of(deployment, json!({})).await;
+    let (stop, agent) = s.start_agent(s.args());
+    s.wait_for(run, &["RUNNING"]).await;
+    s.wait_for_logs(run).await;
+
+    let asked = tokio::time::Instant::now();
+    let response = s
+        .app
+        .gql_as(
+            &s.owner.token,
+            "mutation($id: UUID!) { setFlowRunState(flowRunId: $id, state: { type: CANCELLING }) { status } }",
+            json!({ "id": run }),
+        )
+        .await;
+    assert_eq!(data(&response)["setFlowRunState"]["status"], "ACCEPT");
+    let cancelled = s.wait_for(run, &["CANCELLED"]).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "the command was stopped {:?} after the request",
+        asked.elapsed()
+    );
+    let message = cancelled["state"]["message"].as_str().unwrap();
+    assert!(message.contains("cancelled"), "{message}");
+    assert_history_ends(&cancelled, &["RUNNING", "CANCELLING", "CANCELLED"]);
+    let messages: Vec<String> = log_lines(&cancelled).into_iter().map(|l| l.2).collect();
+    assert!(messages.contains(&"started".to_owned()), "{messages:?}");
+    assert!(!messages.contains(&"never".to_owned()), "{messages:?}");
+
+    stop.send(()).unwrap();
+    let stopped = tokio::time::timeout(DEADLINE, agent).await;
+    assert_eq!(stopped.expect("the agent did not stop").unwrap(), Ok(()));
+}
