@@ -51,6 +51,7 @@ impl Db {
                 statements,
             });
         }
+        disable_sqlite_memory_statistics();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| format!("DATABASE_URL: {e}"))?
             .create_if_missing(true)
@@ -136,16 +137,51 @@ impl Db {
     }
 }
 
+/// SQLite counts every allocation it makes under one process-wide mutex unless told not to;
+/// decoding a 50-run page takes that mutex ~9,500 times, and the readers on both cores contend
+/// for it. The statistics are only read by `sqlite3_memory_used`, which nothing here calls.
+fn disable_sqlite_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config must run before SQLite initialises and not concurrently with
+        // any other SQLite call. Every connection in this process is opened by `Db::connect`
+        // after this `Once` has completed; if SQLite was somehow initialised already the call
+        // returns SQLITE_MISUSE and changes nothing.
+        let code = unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            )
+        };
+        if code != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(code, "SQLite memory statistics stay on");
+        }
+    });
+}
+
 /// Builds a model from a query row by column position, the fields listed in the order the
 /// query selects their columns. sea-orm's derived decoder looks each column up by a freshly
-/// formatted name; hot pages (a run page decodes ~1,300 values) use this instead, each with a
-/// test that both decoders read the same rows.
+/// formatted name and formats an error for every NULL it meets; hot pages (a run page decodes
+/// ~1,300 values) read sqlx's row directly instead, each with a test that both decoders read the
+/// same rows.
 macro_rules! model_by_position {
     ($row:expr, $model:path { $($field:ident),+ $(,)? }) => {{
+        let row: &sea_orm::QueryResult = $row;
         let mut column = 0..;
         let mut next = || column.next().unwrap_or(usize::MAX);
-        $model {
-            $($field: $row.try_get_by_index(next())?,)+
+        let sqlx_error = |e: sqlx::Error| sea_orm::DbErr::Type(e.to_string());
+        if let Some(row) = row.try_as_sqlite_row() {
+            $model {
+                $($field: sqlx::Row::try_get(row, next()).map_err(sqlx_error)?,)+
+            }
+        } else if let Some(row) = row.try_as_pg_row() {
+            $model {
+                $($field: sqlx::Row::try_get(row, next()).map_err(sqlx_error)?,)+
+            }
+        } else {
+            $model {
+                $($field: row.try_get_by_index(next())?,)+
+            }
         }
     }};
 }

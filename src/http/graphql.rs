@@ -309,7 +309,7 @@ pub async fn graphql_get(
         }
     };
     // Only queries may run over GET: a link or an <img> must never change anything.
-    if let Ok(document) = async_graphql::parser::parse_query(&query) {
+    if let Ok(document) = state.documents.parse(&query) {
         let operation = match &document.operations {
             DocumentOperations::Single(op) => Some(&op.node),
             DocumentOperations::Multiple(ops) => match &params.operation_name {
@@ -343,7 +343,7 @@ async fn execute(
     mut request: Request,
     kind: ResponseKind,
 ) -> Response {
-    if let Err(message) = check_variables(&mut request) {
+    if let Err(message) = check_variables(state, &mut request) {
         let status = match kind {
             ResponseKind::GraphqlResponseJson => StatusCode::BAD_REQUEST,
             ResponseKind::Json => StatusCode::OK,
@@ -423,8 +423,8 @@ pub fn assign_error_codes(response: &mut GqlResponse) {
 /// `application/graphql-response+json`) rather than a field error after a partial run.
 /// Anything this does not recognise is left to the executor, which still refuses it.
 /// The document parsed here is kept in the request, so the executor does not parse it again.
-fn check_variables(request: &mut Request) -> Result<(), String> {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+fn check_variables(state: &HttpState, request: &mut Request) -> Result<(), String> {
+    let Ok(document) = state.documents.parse(&request.query) else {
         return Ok(());
     };
     let checked = check_operation_variables(

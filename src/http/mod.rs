@@ -1,5 +1,6 @@
 //! The axum router: /graphql (POST, GraphiQL and queries on GET), /healthz, /readyz and
 //! uploaded profile images.
+mod documents;
 pub mod graphiql;
 mod graphql;
 mod images;
@@ -21,11 +22,16 @@ use crate::state::AppState;
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    documents: documents::DocumentCache,
 }
 
 pub fn router(app: AppState, schema: AppSchema) -> Router {
     let cors = cors_layer(&app.config.cors_origins);
-    let state = HttpState { app, schema };
+    let state = HttpState {
+        app,
+        schema,
+        documents: documents::DocumentCache::default(),
+    };
     Router::new()
         .route(
             "/graphql",
