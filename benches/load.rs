@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use entity::{flow_run_states, flow_runs};
+use entity::{flow_run_states, flow_runs, task_run_states, task_runs};
 use flowcloud::{Application, Config};
 use sea_orm::{ConnectionTrait, Database, EntityTrait, Set};
 use serde_json::{json, Value};
@@ -539,24 +539,6 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
 
     // ---------------------------------------------------------------- page of 50 runs
     if phase("page") {
-        // Task runs for the newest runs, so the nested connection has rows to show.
-        let newest: Vec<String> = run_ids
-            .iter()
-            .filter_map(|ids| ids.last().cloned())
-            .collect();
-        for id in &newest {
-            for k in 0..3 {
-                data(
-                client
-                    .gql(
-                        Some(&s.api_key),
-                        "mutation($id: UUID!, $input: CreateTaskRunInput!) { createTaskRun(flowRunId: $id, input: $input) { id } }",
-                        json!({ "id": id, "input": { "taskKey": format!("task-{k}") } }),
-                    )
-                    .await?,
-            )?;
-            }
-        }
         let existing = created;
         let to_seed = total_runs.saturating_sub(existing);
         let started = Instant::now();
@@ -567,17 +549,43 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
             "seeded {to_seed} runs by SQL in {:.1}s ({} in the workspace)",
             figures.seed_s, figures.seed_runs
         );
+        // Every run on the page gets a full nested page of task runs, and the first one
+        // BENCH_LONG_RUN_TASKS (default 2,000) more: a nested page must not cost more when a run
+        // has thousands of task runs.
+        let page_runs: Vec<Uuid> = data(
+            client
+                .gql(Some(&s.token), PAGE_QUERY, json!({ "ws": s.workspace }))
+                .await?,
+        )?["workspace"]["flowRuns"]["nodes"]
+            .as_array()
+            .map(|runs| {
+                runs.iter()
+                    .filter_map(|r| r["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let long_run_tasks = env_usize("BENCH_LONG_RUN_TASKS", 2_000);
+        let seeded_tasks = seed_task_runs(url, &s, &page_runs, 5, long_run_tasks).await?;
+        println!("seeded {seeded_tasks} task runs by SQL for the page's runs");
         // Check the page once, and warm up.
         let first = data(
             client
                 .gql(Some(&s.token), PAGE_QUERY, json!({ "ws": s.workspace }))
                 .await?,
         )?;
-        let nodes = first["workspace"]["flowRuns"]["nodes"]
+        let runs = first["workspace"]["flowRuns"]["nodes"]
             .as_array()
-            .map_or(0, Vec::len);
-        if nodes != 50 {
-            return Err(format!("the page has {nodes} runs, expected 50").into());
+            .cloned()
+            .unwrap_or_default();
+        if runs.len() != 50 {
+            return Err(format!("the page has {} runs, expected 50", runs.len()).into());
+        }
+        let tasks: usize = runs
+            .iter()
+            .map(|r| r["taskRuns"]["nodes"].as_array().map_or(0, Vec::len))
+            .sum();
+        if tasks != 250 {
+            return Err(format!("the page has {tasks} task runs, expected 250").into());
         }
         let errors = Arc::new(AtomicU64::new(0));
         let page_body = Arc::new(serde_json::to_vec(
@@ -657,6 +665,73 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
 /// Inserts `count` finished runs (each with its state history row and the state columns
 /// filled in) straight into the database, in multi-row statements, older than the runs the
 /// API created.
+/// Task runs for `runs` by direct SQL: `per_run` each, and `extra_on_first` more on the first.
+async fn seed_task_runs(
+    url: &str,
+    s: &Setup,
+    runs: &[Uuid],
+    per_run: usize,
+    extra_on_first: usize,
+) -> Res<usize> {
+    const CHUNK: usize = 1_000;
+    let db = Database::connect(url).await?;
+    let workspace = Uuid::parse_str(&s.workspace)?;
+    let base = Utc::now() - chrono::Duration::seconds(600);
+    let mut wanted: Vec<(Uuid, usize)> = Vec::new();
+    for (n, run) in runs.iter().enumerate() {
+        let count = per_run + if n == 0 { extra_on_first } else { 0 };
+        wanted.extend((0..count).map(|k| (*run, k)));
+    }
+    for chunk in wanted.chunks(CHUNK) {
+        let mut tasks = Vec::with_capacity(chunk.len());
+        let mut states = Vec::with_capacity(chunk.len());
+        for (run, k) in chunk {
+            let (id, state_id) = (Uuid::now_v7(), Uuid::now_v7());
+            let at = base + chrono::Duration::milliseconds(*k as i64);
+            tasks.push(task_runs::ActiveModel {
+                id: Set(id),
+                workspace_id: Set(workspace),
+                flow_run_id: Set(*run),
+                task_key: Set(format!("task-{k}")),
+                dynamic_key: Set("0".into()),
+                name: Set(format!("task-{k}-0")),
+                tags: Set(json!([])),
+                run_count: Set(1),
+                total_run_time: Set(0.5),
+                start_time: Set(Some(at)),
+                end_time: Set(Some(at)),
+                state_id: Set(state_id),
+                state_type: Set("COMPLETED".into()),
+                state_name: Set("Completed".into()),
+                state_message: Set(None),
+                state_timestamp: Set(at),
+                state_scheduled_time: Set(None),
+                state_transition_id: Set(None),
+                created_at: Set(at),
+                updated_at: Set(at),
+            });
+            states.push(task_run_states::ActiveModel {
+                id: Set(state_id),
+                workspace_id: Set(workspace),
+                task_run_id: Set(id),
+                r#type: Set("COMPLETED".into()),
+                name: Set("Completed".into()),
+                message: Set(None),
+                timestamp: Set(at),
+                scheduled_time: Set(None),
+                transition_id: Set(None),
+            });
+        }
+        task_runs::Entity::insert_many(tasks)
+            .exec_without_returning(&db)
+            .await?;
+        task_run_states::Entity::insert_many(states)
+            .exec_without_returning(&db)
+            .await?;
+    }
+    Ok(wanted.len())
+}
+
 async fn seed_runs(url: &str, s: &Setup, count: usize) -> Res<()> {
     const CHUNK: usize = 1_000;
     let db = Database::connect(url).await?;

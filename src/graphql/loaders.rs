@@ -106,10 +106,9 @@ pub mod runs {
     use async_graphql::dataloader::Loader;
     use chrono::{DateTime, Utc};
     use entity::{flow_run_states, flow_runs, task_run_dependencies, task_run_states, task_runs};
-    use sea_orm::sea_query::{Expr, Query};
     use sea_orm::{
-        ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-        QuerySelect, Statement,
+        ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+        QueryOrder, QuerySelect, Statement,
     };
     use uuid::Uuid;
 
@@ -250,37 +249,7 @@ pub mod runs {
             let backend = db.get_database_backend();
             let mut out = HashMap::new();
             for ((fetch, after), run_ids) in groups {
-                let mut inner = Query::select();
-                inner
-                    // The model's columns in its order, then `rn`: decoded by position below.
-                    .columns(<task_runs::Column as sea_orm::Iterable>::iter())
-                    .expr_as(
-                        Expr::cust(
-                            "ROW_NUMBER() OVER (PARTITION BY \"flow_run_id\" ORDER BY \"created_at\", \"id\")",
-                        ),
-                        sea_orm::sea_query::Alias::new("rn"),
-                    )
-                    .from(task_runs::Entity)
-                    .and_where(task_runs::Column::FlowRunId.is_in(run_ids.iter().copied()));
-                if let Some((at, id)) = after {
-                    inner.cond_where(crate::domain::task_runs::after_condition(at, id));
-                }
-                let mut outer = Query::select();
-                outer
-                    .expr(Expr::cust("*"))
-                    .from_subquery(inner, sea_orm::sea_query::Alias::new("t"))
-                    // A typed comparison: `?` in a custom expression is not rewritten to
-                    // PostgreSQL's `$1`.
-                    .and_where(Expr::col(sea_orm::sea_query::Alias::new("rn")).lte(fetch as i64))
-                    .order_by(
-                        sea_orm::sea_query::Alias::new("flow_run_id"),
-                        sea_orm::sea_query::Order::Asc,
-                    )
-                    .order_by(
-                        sea_orm::sea_query::Alias::new("rn"),
-                        sea_orm::sea_query::Order::Asc,
-                    );
-                let statement: Statement = backend.build(&outer);
+                let statement = task_run_pages_statement(backend, &run_ids, fetch, after);
                 let rows =
                     crate::domain::task_runs::TaskRunByPosition::find_by_statement(statement)
                         .all(db)
@@ -307,6 +276,59 @@ pub mod runs {
             }
             Ok(out)
         }
+    }
+
+    /// The first `fetch` task runs (after `after`) of each of `run_ids`, in one statement: one
+    /// LIMITed range of the (flow_run_id, created_at, id) index per run, so a run with thousands
+    /// of task runs costs as much as one with a handful (a window over all of the runs' task runs
+    /// would number every one of them to keep the first few). Rows come in model column order,
+    /// for `TaskRunByPosition`.
+    fn task_run_pages_statement(
+        backend: DbBackend,
+        run_ids: &[Uuid],
+        fetch: u64,
+        after: PagePosition,
+    ) -> Statement {
+        static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            <task_runs::Column as sea_orm::Iterable>::iter()
+                .map(|c| format!("\"{}\"", sea_orm::IdenStatic::as_str(&c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        let mut param = |value: sea_orm::Value| {
+            values.push(value);
+            match backend {
+                DbBackend::Postgres => format!("${}", values.len()),
+                _ => "?".to_owned(),
+            }
+        };
+        let ranges: Vec<String> = run_ids
+            .iter()
+            .enumerate()
+            .map(|(i, run_id)| {
+                let run = param((*run_id).into());
+                let after = match after {
+                    Some((at, id)) => {
+                        let (later, same, id) = (param(at.into()), param(at.into()), param(id.into()));
+                        format!(
+                            " AND (\"created_at\" > {later} OR (\"created_at\" = {same} AND \"id\" > {id}))"
+                        )
+                    }
+                    None => String::new(),
+                };
+                format!(
+                    "SELECT \"id\" FROM (SELECT \"id\" FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
+                     ORDER BY \"created_at\", \"id\" LIMIT {fetch}) AS \"r{i}\""
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM \"task_runs\" WHERE \"id\" IN ({}) ORDER BY \"flow_run_id\", \"created_at\", \"id\"",
+            *COLUMNS,
+            ranges.join(" UNION ALL ")
+        );
+        Statement::from_sql_and_values(backend, sql, values)
     }
 
     /// Task run counts per flow run, in one GROUP BY.

@@ -441,6 +441,83 @@ async fn a_page_of_fifty_runs_costs_as_many_statements_as_a_page_of_five() {
     );
 }
 
+/// Nested task-run pages are fetched for all runs of a page in one statement; each run's page
+/// must still be its own first N task runs (oldest first, as the flat list orders them), and its
+/// cursors must lead on to exactly the rest.
+#[tokio::test]
+async fn nested_task_run_pages_are_each_runs_own_first_tasks_and_page_on() {
+    let w = world("nested-tasks").await;
+    let mut expected = Vec::new();
+    for count in [7usize, 2, 0] {
+        let run = w.run_id(json!({})).await;
+        for i in 0..count {
+            w.task(run, json!({ "taskKey": format!("t{i}") })).await;
+        }
+        let all = w
+            .query(
+                "query($ws: UUID!, $run: UUID!) { workspace(id: $ws) {
+                    taskRuns(flowRunId: $run, first: 50) { nodes { id } } } }",
+                json!({ "ws": w.ws, "run": run }),
+            )
+            .await;
+        let ids: Vec<Value> = all["workspace"]["taskRuns"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect();
+        assert_eq!(ids.len(), count);
+        expected.push((run, ids));
+    }
+    let nested = "query($ws: UUID!, $after: String) { workspace(id: $ws) { flowRuns(first: 10) {
+        nodes { id taskRuns(first: 3, after: $after) {
+            nodes { id } pageInfo { hasNextPage hasPreviousPage endCursor } } } } } }";
+    let ids_of = |page: &Value| -> Vec<Value> {
+        page["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect()
+    };
+    let page = w.query(nested, json!({ "ws": w.ws })).await;
+    let runs = page["workspace"]["flowRuns"]["nodes"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        let (_, all) = expected
+            .iter()
+            .find(|(id, _)| json!(id) == run["id"])
+            .unwrap();
+        let tasks = &run["taskRuns"];
+        assert_eq!(ids_of(tasks), all[..all.len().min(3)], "{run}");
+        assert_eq!(tasks["pageInfo"]["hasNextPage"], all.len() > 3, "{run}");
+        assert_eq!(tasks["pageInfo"]["hasPreviousPage"], false);
+    }
+    // Following the seven-task run's cursor pages through the rest, two pages more.
+    let (long_run, all) = &expected[0];
+    let mut seen = all[..3].to_vec();
+    let mut cursor = runs.iter().find(|r| r["id"] == json!(long_run)).unwrap()["taskRuns"]
+        ["pageInfo"]["endCursor"]
+        .clone();
+    for _ in 0..2 {
+        let page = w
+            .query(nested, json!({ "ws": w.ws, "after": cursor }))
+            .await;
+        let run = page["workspace"]["flowRuns"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == json!(long_run))
+            .unwrap()
+            .clone();
+        let tasks = &run["taskRuns"];
+        assert_eq!(tasks["pageInfo"]["hasPreviousPage"], true);
+        seen.extend(ids_of(tasks));
+        cursor = tasks["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(&seen, all);
+}
+
 /// The run page decodes rows by column position (cheaper than by name); on rows with every
 /// column filled in, and with the optional ones empty, it must read exactly what the derived
 /// decoder reads.
