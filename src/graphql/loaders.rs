@@ -249,40 +249,65 @@ pub mod runs {
             let backend = db.get_database_backend();
             let mut out = HashMap::new();
             for ((fetch, after), run_ids) in groups {
-                let statement = task_run_pages_statement(backend, &run_ids, fetch, after);
-                let rows =
-                    crate::domain::task_runs::TaskRunByPosition::find_by_statement(statement)
-                        .all(db)
-                        .await
-                        .map_err(load_error)?;
-                let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
-                for crate::domain::task_runs::TaskRunByPosition(row) in rows {
-                    by_run
-                        .entry(row.flow_run_id)
-                        .or_default()
-                        .push(std::sync::Arc::new(row));
-                }
-                for run_id in run_ids {
-                    let rows = by_run.remove(&run_id).unwrap_or_default();
-                    out.insert(
-                        TaskRunPageKey {
-                            flow_run_id: run_id,
-                            fetch,
-                            after,
-                        },
-                        rows,
-                    );
+                for (run_ids, statement) in
+                    task_run_pages_statements(backend, &run_ids, fetch, after)
+                {
+                    let rows =
+                        crate::domain::task_runs::TaskRunByPosition::find_by_statement(statement)
+                            .all(db)
+                            .await
+                            .map_err(load_error)?;
+                    let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
+                    for crate::domain::task_runs::TaskRunByPosition(row) in rows {
+                        by_run
+                            .entry(row.flow_run_id)
+                            .or_default()
+                            .push(std::sync::Arc::new(row));
+                    }
+                    for run_id in run_ids {
+                        let mut rows = by_run.remove(&run_id).unwrap_or_default();
+                        rows.sort_unstable_by_key(|t| (t.created_at, t.id));
+                        out.insert(
+                            TaskRunPageKey {
+                                flow_run_id: run_id,
+                                fetch,
+                                after,
+                            },
+                            rows,
+                        );
+                    }
                 }
             }
             Ok(out)
         }
     }
 
+    /// A run page holds at most 200 runs; SQLite allows 500 terms in one compound SELECT.
+    const RUNS_PER_TASK_PAGE_STATEMENT: usize = 200;
+
     /// The first `fetch` task runs (after `after`) of each of `run_ids`, in one statement: one
     /// LIMITed range of the (flow_run_id, created_at, id) index per run, so a run with thousands
     /// of task runs costs as much as one with a handful (a window over all of the runs' task runs
-    /// would number every one of them to keep the first few). Rows come in model column order,
-    /// for `TaskRunByPosition`.
+    /// would number every one of them to keep the first few). Columns come in model order, for
+    /// `TaskRunByPosition`; rows in no promised order (the caller sorts each run's few rows,
+    /// cheaper than the database sorting whole rows).
+    fn task_run_pages_statements(
+        backend: DbBackend,
+        run_ids: &[Uuid],
+        fetch: u64,
+        after: PagePosition,
+    ) -> Vec<(Vec<Uuid>, Statement)> {
+        run_ids
+            .chunks(RUNS_PER_TASK_PAGE_STATEMENT)
+            .map(|chunk| {
+                (
+                    chunk.to_vec(),
+                    task_run_pages_statement(backend, chunk, fetch, after),
+                )
+            })
+            .collect()
+    }
+
     fn task_run_pages_statement(
         backend: DbBackend,
         run_ids: &[Uuid],
@@ -318,17 +343,13 @@ pub mod runs {
                     None => String::new(),
                 };
                 format!(
-                    "SELECT \"id\" FROM (SELECT \"id\" FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
-                     ORDER BY \"created_at\", \"id\" LIMIT {fetch}) AS \"r{i}\""
+                    "SELECT * FROM (SELECT {columns} FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
+                     ORDER BY \"created_at\", \"id\" LIMIT {fetch}) AS \"r{i}\"",
+                    columns = *COLUMNS
                 )
             })
             .collect();
-        let sql = format!(
-            "SELECT {} FROM \"task_runs\" WHERE \"id\" IN ({}) ORDER BY \"flow_run_id\", \"created_at\", \"id\"",
-            *COLUMNS,
-            ranges.join(" UNION ALL ")
-        );
-        Statement::from_sql_and_values(backend, sql, values)
+        Statement::from_sql_and_values(backend, ranges.join(" UNION ALL "), values)
     }
 
     /// Task run counts per flow run, in one GROUP BY.
@@ -350,6 +371,37 @@ pub mod runs {
                 .await
                 .map_err(load_error)?;
             Ok(rows.into_iter().collect())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// SQLite refuses a compound SELECT of more than 500 terms ("too many terms in compound
+        /// SELECT"); the task runs of any number of runs must be asked for in statements under it,
+        /// every run in exactly one of them, with its parameters numbered from $1 on PostgreSQL.
+        #[test]
+        fn task_runs_of_many_runs_are_split_into_statements_sqlite_accepts() {
+            let runs: Vec<Uuid> = (0..1_010).map(|_| Uuid::new_v4()).collect();
+            let after = Some((chrono::Utc::now(), Uuid::new_v4()));
+            for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+                let statements = task_run_pages_statements(backend, &runs, 6, after);
+                assert_eq!(statements.len(), 6);
+                let mut covered = Vec::new();
+                for (chunk, statement) in &statements {
+                    let terms = statement.sql.matches(" UNION ALL ").count() + 1;
+                    assert!(terms <= 500 && terms == chunk.len(), "{terms} terms");
+                    let values = statement.values.as_ref().map_or(0, |v| v.0.len());
+                    assert_eq!(values, chunk.len() * 4);
+                    if backend == DbBackend::Postgres {
+                        assert!(statement.sql.contains(&format!("${values}")));
+                        assert!(!statement.sql.contains(&format!("${}", values + 1)));
+                    }
+                    covered.extend(chunk.iter().copied());
+                }
+                assert_eq!(covered, runs);
+            }
         }
     }
 }

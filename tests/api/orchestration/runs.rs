@@ -518,6 +518,62 @@ async fn nested_task_run_pages_are_each_runs_own_first_tasks_and_page_on() {
     assert_eq!(&seen, all);
 }
 
+/// Three run pages of 200 in one request ask for the task runs of 510 runs (more than one
+/// statement covers): every run gets exactly its own task runs.
+#[tokio::test]
+async fn nested_task_runs_of_three_full_run_pages_in_one_request_all_arrive() {
+    let w = world("many-nested").await;
+    futures_util::stream::iter(0..510usize)
+        .for_each_concurrent(8, |i| {
+            let w = &w;
+            async move {
+                let run = w.run_id(json!({ "name": format!("run-{i}") })).await;
+                if i.is_multiple_of(5) {
+                    w.task(run, json!({ "taskKey": "only" })).await;
+                }
+            }
+        })
+        .await;
+    let end_cursor = |after: Value| {
+        let w = &w;
+        async move {
+            w.query(
+                "query($ws: UUID!, $after: String) { workspace(id: $ws) {
+                    flowRuns(first: 200, sort: NAME_ASC, after: $after) { pageInfo { endCursor } } } }",
+                json!({ "ws": w.ws, "after": after }),
+            )
+            .await["workspace"]["flowRuns"]["pageInfo"]["endCursor"]
+                .clone()
+        }
+    };
+    let after_200 = end_cursor(Value::Null).await;
+    let after_400 = end_cursor(after_200.clone()).await;
+    let page = w
+        .query(
+            "query($ws: UUID!, $p2: String, $p3: String) { workspace(id: $ws) {
+                p1: flowRuns(first: 200, sort: NAME_ASC) { ...Runs }
+                p2: flowRuns(first: 200, sort: NAME_ASC, after: $p2) { ...Runs }
+                p3: flowRuns(first: 200, sort: NAME_ASC, after: $p3) { ...Runs } } }
+            fragment Runs on FlowRunConnection { nodes { name taskRuns(first: 2) { nodes { name } } } }",
+            json!({ "ws": w.ws, "p2": after_200, "p3": after_400 }),
+        )
+        .await;
+    let mut names = HashSet::new();
+    let mut with_task = 0;
+    for alias in ["p1", "p2", "p3"] {
+        for run in page["workspace"][alias]["nodes"].as_array().unwrap() {
+            let name = run["name"].as_str().unwrap().to_owned();
+            let index: usize = name.trim_start_matches("run-").parse().unwrap();
+            let tasks = run["taskRuns"]["nodes"].as_array().unwrap();
+            assert_eq!(tasks.len(), usize::from(index.is_multiple_of(5)), "{name}");
+            with_task += tasks.len();
+            names.insert(name);
+        }
+    }
+    assert_eq!(names.len(), 510);
+    assert_eq!(with_task, 102);
+}
+
 /// The run page decodes rows by column position (cheaper than by name); on rows with every
 /// column filled in, and with the optional ones empty, it must read exactly what the derived
 /// decoder reads.
