@@ -810,7 +810,6 @@ pub async fn list_unchecked(
     after: Option<Vec<String>>,
 ) -> AppResult<RunPage> {
     use flow_runs::Column as C;
-    let db = state.db.read();
     let cond = filter_condition(workspace_id, filter, state.db.backend());
     let count_query = flow_runs::Entity::find().filter(cond.clone());
     let (col, order) = match sort {
@@ -852,12 +851,13 @@ pub async fn list_unchecked(
         };
         query = query.filter(keyset);
     }
-    let rows = query
+    let page = query
         .order_by(col, order.clone())
         .order_by(C::Id, order)
-        .limit(first + 1)
-        .into_model::<RunByPosition>()
-        .all(db)
+        .limit(first + 1);
+    let rows = state
+        .db
+        .read_by_position::<RunByPosition>(sea_orm::QueryTrait::build(&page, state.db.backend()))
         .await?;
     let has_next_page = rows.len() as u64 > first;
     let rows = rows
@@ -879,44 +879,37 @@ pub async fn list_unchecked(
 /// (a test compares both decoders on the same run).
 pub struct RunByPosition(pub flow_runs::Model);
 
-impl FromQueryResult for RunByPosition {
-    fn from_query_result(
-        row: &sea_orm::QueryResult,
-        _prefix: &str,
-    ) -> Result<Self, sea_orm::DbErr> {
-        Ok(Self(crate::db::model_by_position!(
-            row,
-            flow_runs::Model {
-                id,
-                workspace_id,
-                flow_id,
-                deployment_id,
-                work_queue_name,
-                name,
-                parameters,
-                tags,
-                idempotency_key,
-                auto_scheduled,
-                retries,
-                retry_delay_seconds,
-                run_count,
-                total_run_time,
-                expected_start_time,
-                start_time,
-                end_time,
-                state_id,
-                state_type,
-                state_name,
-                state_message,
-                state_timestamp,
-                state_scheduled_time,
-                state_transition_id,
-                created_at,
-                updated_at,
-            }
-        )))
+crate::db::positional_decoders!(
+    RunByPosition,
+    flow_runs::Model {
+        id,
+        workspace_id,
+        flow_id,
+        deployment_id,
+        work_queue_name,
+        name,
+        parameters,
+        tags,
+        idempotency_key,
+        auto_scheduled,
+        retries,
+        retry_delay_seconds,
+        run_count,
+        total_run_time,
+        expected_start_time,
+        start_time,
+        end_time,
+        state_id,
+        state_type,
+        state_name,
+        state_message,
+        state_timestamp,
+        state_scheduled_time,
+        state_transition_id,
+        created_at,
+        updated_at,
     }
-}
+);
 
 pub async fn count(state: &AppState, query: Select<flow_runs::Entity>) -> AppResult<u64> {
     Ok(query.count(state.db.read()).await?)

@@ -366,38 +366,31 @@ pub async fn get(
 /// task-run pages. Only for selects that list `task_runs::Column::iter()` first, in that order.
 pub struct TaskRunByPosition(pub task_runs::Model);
 
-impl sea_orm::FromQueryResult for TaskRunByPosition {
-    fn from_query_result(
-        row: &sea_orm::QueryResult,
-        _prefix: &str,
-    ) -> Result<Self, sea_orm::DbErr> {
-        Ok(Self(crate::db::model_by_position!(
-            row,
-            task_runs::Model {
-                id,
-                workspace_id,
-                flow_run_id,
-                task_key,
-                dynamic_key,
-                name,
-                tags,
-                run_count,
-                total_run_time,
-                start_time,
-                end_time,
-                state_id,
-                state_type,
-                state_name,
-                state_message,
-                state_timestamp,
-                state_scheduled_time,
-                state_transition_id,
-                created_at,
-                updated_at,
-            }
-        )))
+crate::db::positional_decoders!(
+    TaskRunByPosition,
+    task_runs::Model {
+        id,
+        workspace_id,
+        flow_run_id,
+        task_key,
+        dynamic_key,
+        name,
+        tags,
+        run_count,
+        total_run_time,
+        start_time,
+        end_time,
+        state_id,
+        state_type,
+        state_name,
+        state_message,
+        state_timestamp,
+        state_scheduled_time,
+        state_transition_id,
+        created_at,
+        updated_at,
     }
-}
+);
 
 pub fn cursor_of(task: &task_runs::Model) -> String {
     encode_cursor(&[

@@ -107,8 +107,8 @@ pub mod runs {
     use chrono::{DateTime, Utc};
     use entity::{flow_run_states, flow_runs, task_run_dependencies, task_run_states, task_runs};
     use sea_orm::{
-        ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-        QueryOrder, QuerySelect, Statement,
+        ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+        Statement,
     };
     use uuid::Uuid;
 
@@ -252,11 +252,12 @@ pub mod runs {
                 for (run_ids, statement) in
                     task_run_pages_statements(backend, &run_ids, fetch, after)
                 {
-                    let rows =
-                        crate::domain::task_runs::TaskRunByPosition::find_by_statement(statement)
-                            .all(db)
-                            .await
-                            .map_err(load_error)?;
+                    let rows = self
+                        .0
+                        .db
+                        .read_by_position::<crate::domain::task_runs::TaskRunByPosition>(statement)
+                        .await
+                        .map_err(load_error)?;
                     let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
                     for crate::domain::task_runs::TaskRunByPosition(row) in rows {
                         by_run

@@ -579,7 +579,7 @@ async fn nested_task_runs_of_three_full_run_pages_in_one_request_all_arrive() {
 /// decoder reads.
 #[tokio::test]
 async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
-    use sea_orm::{EntityTrait, QueryOrder};
+    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
     let w = world("pos").await;
     let bare = w.run_id(json!({})).await;
     let full = uuid_at(
@@ -604,8 +604,9 @@ async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .all(&w.app.db)
         .await
         .unwrap();
-    let by_position: Vec<entity::flow_runs::Model> = entity::flow_runs::Entity::find()
-        .order_by_asc(entity::flow_runs::Column::Id)
+    let select = entity::flow_runs::Entity::find().order_by_asc(entity::flow_runs::Column::Id);
+    let by_position: Vec<entity::flow_runs::Model> = select
+        .clone()
         .into_model::<flowcloud::domain::flow_runs::RunByPosition>()
         .all(&w.app.db)
         .await
@@ -613,6 +614,19 @@ async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .into_iter()
         .map(|r| r.0)
         .collect();
+    // The page's own read path: rusqlite on a SQLite file, sqlx on PostgreSQL.
+    let statement = sea_orm::QueryTrait::build(&select, w.app.db.get_database_backend());
+    let read_path: Vec<entity::flow_runs::Model> = w
+        .app
+        .state
+        .db
+        .read_by_position::<flowcloud::domain::flow_runs::RunByPosition>(statement)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(read_path, derived);
     assert_eq!(derived.len(), 2);
     let full_row = derived.iter().find(|r| r.id == full).unwrap();
     assert!(full_row.idempotency_key.is_some() && full_row.end_time.is_some());
@@ -625,7 +639,7 @@ async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
 /// The same for task runs, which nested task-run pages decode by position.
 #[tokio::test]
 async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
-    use sea_orm::{EntityTrait, QueryOrder};
+    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
     let w = world("tpos").await;
     let run = w.run_id(json!({})).await;
     let bare = uuid_at(&w.task(run, json!({ "taskKey": "bare" })).await["id"]);
@@ -645,8 +659,9 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .all(&w.app.db)
         .await
         .unwrap();
-    let by_position: Vec<entity::task_runs::Model> = entity::task_runs::Entity::find()
-        .order_by_asc(entity::task_runs::Column::Id)
+    let select = entity::task_runs::Entity::find().order_by_asc(entity::task_runs::Column::Id);
+    let by_position: Vec<entity::task_runs::Model> = select
+        .clone()
         .into_model::<flowcloud::domain::task_runs::TaskRunByPosition>()
         .all(&w.app.db)
         .await
@@ -654,6 +669,19 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .into_iter()
         .map(|r| r.0)
         .collect();
+    // The page's own read path: rusqlite on a SQLite file, sqlx on PostgreSQL.
+    let statement = sea_orm::QueryTrait::build(&select, w.app.db.get_database_backend());
+    let read_path: Vec<entity::task_runs::Model> = w
+        .app
+        .state
+        .db
+        .read_by_position::<flowcloud::domain::task_runs::TaskRunByPosition>(statement)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(read_path, derived);
     assert_eq!(derived.len(), 2);
     assert!(derived
         .iter()

@@ -6,9 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::{
+    DatabaseConnection, DbBackend, DbErr, FromQueryResult, SqlxPostgresConnector,
+    SqlxSqliteConnector, Statement,
+};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub mod sqlite_reads;
+
+use sqlite_reads::SqliteReads;
 
 #[derive(Clone)]
 pub struct Db {
@@ -16,6 +23,8 @@ pub struct Db {
     write: DatabaseConnection,
     backend: DbBackend,
     postgres_pool: Option<sqlx::PgPool>,
+    /// Hot reads that skip sqlx on a SQLite file (not an in-memory database).
+    sqlite_reads: Option<Arc<SqliteReads>>,
     /// SQL statements run so far, for tests that prove a request costs a constant number.
     statements: Arc<AtomicU64>,
 }
@@ -48,6 +57,7 @@ impl Db {
                 write: conn,
                 backend: DbBackend::Postgres,
                 postgres_pool: Some(pool),
+                sqlite_reads: None,
                 statements,
             });
         }
@@ -67,6 +77,7 @@ impl Db {
             // A page of runs comes back in one go instead of stalling the worker thread at 50.
             .row_buffer_size(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options_filename = &options.get_filename().to_path_buf();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -93,7 +104,10 @@ impl Db {
                 .map_err(|e| format!("DATABASE_URL: cannot open SQLite database: {e}"))?
         };
         let statements = Arc::new(AtomicU64::new(0));
+        let sqlite_reads =
+            (!in_memory).then(|| Arc::new(SqliteReads::new(options_filename, statements.clone())));
         Ok(Self {
+            sqlite_reads,
             read: counted(
                 SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
                 &statements,
@@ -131,6 +145,18 @@ impl Db {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// Runs a select whose columns come in `T`'s field order (see `positional_decoders!`): on a
+    /// SQLite file through `sqlite_reads`, elsewhere through sea-orm.
+    pub async fn read_by_position<T: ByPosition>(
+        &self,
+        statement: Statement,
+    ) -> Result<Vec<T>, DbErr> {
+        match &self.sqlite_reads {
+            Some(reads) => reads.query(statement, T::from_sqlite_row).await,
+            None => T::find_by_statement(statement).all(&self.read).await,
+        }
+    }
+
     /// The raw pool, for LISTEN/NOTIFY and advisory locks.
     pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
         self.postgres_pool.as_ref()
@@ -158,6 +184,38 @@ fn disable_sqlite_memory_statistics() {
         }
     });
 }
+
+/// A row type decoded by column position on both read paths.
+pub trait ByPosition: FromQueryResult + Send + 'static {
+    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// Implements `FromQueryResult` and `ByPosition` for `$wrapper($model)` from one field list, in
+/// the order the query selects the columns.
+macro_rules! positional_decoders {
+    ($wrapper:ident, $model:path { $($field:ident),+ $(,)? }) => {
+        impl sea_orm::FromQueryResult for $wrapper {
+            fn from_query_result(
+                row: &sea_orm::QueryResult,
+                _prefix: &str,
+            ) -> Result<Self, sea_orm::DbErr> {
+                Ok(Self($crate::db::model_by_position!(row, $model { $($field),+ })))
+            }
+        }
+
+        impl $crate::db::ByPosition for $wrapper {
+            fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                let mut column = 0..;
+                let mut next = || column.next().unwrap_or(usize::MAX);
+                type Model = $model;
+                Ok(Self(Model {
+                    $($field: $crate::db::sqlite_reads::column(row, next())?,)+
+                }))
+            }
+        }
+    };
+}
+pub(crate) use positional_decoders;
 
 /// Builds a model from a query row by column position, the fields listed in the order the
 /// query selects their columns. sea-orm's derived decoder looks each column up by a freshly

@@ -1,0 +1,318 @@
+//! The hottest SQLite reads (the run page, nested task-run pages) run on rusqlite connections
+//! of their own instead of through sqlx. sqlx-sqlite copies every column value of every row on
+//! its worker thread (`sqlite3_value_dup`, a malloc each), grows each copied text by a byte to
+//! terminate it when it is read, and frees it all on another thread: for a 50-run page with
+//! nested task runs that was half of the page's instructions. Here rows are decoded where they
+//! lie, on a blocking-pool thread, straight into models.
+//!
+//! The SQL is still built by sea-query, and values are bound and decoded in the formats sqlx
+//! writes (UUIDs as 16-byte blobs, times as RFC 3339 text, JSON as text, booleans as integers),
+//! so both paths read the same rows the same way; the positional decoder tests compare them.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OpenFlags, Row};
+use sea_orm::{DbErr, Statement};
+use uuid::Uuid;
+
+/// Read-only connections to one SQLite file, opened on demand and kept for reuse.
+pub struct SqliteReads {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    statements: Arc<AtomicU64>,
+}
+
+impl SqliteReads {
+    pub fn new(path: &Path, statements: Arc<AtomicU64>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            statements,
+        }
+    }
+
+    /// Runs `statement` and decodes each row with `decode`, off the async runtime.
+    pub async fn query<T, F>(
+        self: &Arc<Self>,
+        statement: Statement,
+        decode: F,
+    ) -> Result<Vec<T>, DbErr>
+    where
+        T: Send + 'static,
+        F: Fn(&Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let reads = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reads.connection()?;
+            let result = run(&conn, &statement, &decode);
+            if let Ok(mut idle) = reads.idle.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("SQLite read task failed: {e}")))?
+    }
+
+    fn connection(&self) -> Result<Connection, DbErr> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        // As the sqlx pools (see `Db::connect`).
+        conn.execute_batch(
+            "PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16000; PRAGMA temp_store = memory;",
+        )
+        .map_err(db_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+}
+
+fn run<T>(
+    conn: &Connection,
+    statement: &Statement,
+    decode: &dyn Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, DbErr> {
+    let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_err)?;
+    let values = match &statement.values {
+        Some(values) => values.0.iter().map(to_sql).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let mut rows = prepared
+        .query(rusqlite::params_from_iter(values))
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(decode(row).map_err(db_err)?);
+    }
+    Ok(out)
+}
+
+fn db_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Custom(format!("SQLite read: {e}"))
+}
+
+/// A sea-query value as sqlx would bind it for SQLite.
+fn to_sql(value: &sea_orm::Value) -> Result<SqlValue, DbErr> {
+    use sea_orm::Value as V;
+    fn or_null<T>(v: &Option<T>, f: impl FnOnce(&T) -> SqlValue) -> SqlValue {
+        v.as_ref().map_or(SqlValue::Null, f)
+    }
+    Ok(match value {
+        V::Bool(v) => or_null(v, |b| SqlValue::Integer(i64::from(*b))),
+        V::TinyInt(v) => or_null(v, |n| SqlValue::Integer(i64::from(*n))),
+        V::SmallInt(v) => or_null(v, |n| SqlValue::Integer(i64::from(*n))),
+        V::Int(v) => or_null(v, |n| SqlValue::Integer(i64::from(*n))),
+        V::BigInt(v) => or_null(v, |n| SqlValue::Integer(*n)),
+        V::TinyUnsigned(v) => or_null(v, |n| SqlValue::Integer(i64::from(*n))),
+        V::SmallUnsigned(v) => or_null(v, |n| SqlValue::Integer(i64::from(*n))),
+        V::Unsigned(v) => or_null(v, |n| SqlValue::Integer(i64::from(*n))),
+        V::BigUnsigned(Some(n)) => SqlValue::Integer(
+            i64::try_from(*n).map_err(|_| DbErr::Custom(format!("{n} does not fit SQLite")))?,
+        ),
+        V::BigUnsigned(None) => SqlValue::Null,
+        V::Float(v) => or_null(v, |n| SqlValue::Real(f64::from(*n))),
+        V::Double(v) => or_null(v, |n| SqlValue::Real(*n)),
+        V::String(v) => or_null(v, |s| SqlValue::Text(s.to_string())),
+        V::Char(v) => or_null(v, |c| SqlValue::Text(c.to_string())),
+        V::Bytes(v) => or_null(v, |b| SqlValue::Blob(b.to_vec())),
+        V::Json(v) => or_null(v, |j| SqlValue::Text(j.to_string())),
+        V::ChronoDateTimeUtc(v) => or_null(v, |t| {
+            SqlValue::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, false))
+        }),
+        V::Uuid(v) => or_null(v, |u| SqlValue::Blob(u.as_bytes().to_vec())),
+        other => {
+            return Err(DbErr::Custom(format!(
+                "no SQLite binding for {other:?} on the fast read path"
+            )))
+        }
+    })
+}
+
+/// One column of a row, decoded as sqlx decodes that Rust type from SQLite.
+pub trait FromSqliteColumn: Sized {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String>;
+}
+
+/// Reads column `index` of `row` as `T`.
+pub fn column<T: FromSqliteColumn>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let value = row.get_ref(index)?;
+    let kind = value.data_type();
+    T::from_column(value)
+        .map_err(|message| rusqlite::Error::FromSqlConversionFailure(index, kind, message.into()))
+}
+
+fn text(value: ValueRef<'_>) -> Result<&str, String> {
+    match value {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| e.to_string()),
+        other => Err(format!("expected text, found {:?}", other.data_type())),
+    }
+}
+
+impl<T: FromSqliteColumn> FromSqliteColumn for Option<T> {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Null => Ok(None),
+            value => T::from_column(value).map(Some),
+        }
+    }
+}
+
+impl FromSqliteColumn for String {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        text(value).map(str::to_owned)
+    }
+}
+
+impl FromSqliteColumn for Uuid {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|e| e.to_string()),
+            value => Uuid::parse_str(text(value)?).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl FromSqliteColumn for DateTime<Utc> {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        let text = text(value)?;
+        if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+            return Ok(at.with_timezone(&Utc));
+        }
+        // SQLite's own CURRENT_TIMESTAMP form, which sqlx also reads.
+        ["%F %T%.f", "%FT%T%.f"]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .map(|at| at.and_utc())
+            .ok_or_else(|| format!("invalid datetime: {text}"))
+    }
+}
+
+impl FromSqliteColumn for serde_json::Value {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                serde_json::from_slice(bytes).map_err(|e| e.to_string())
+            }
+            other => Err(format!("expected JSON text, found {:?}", other.data_type())),
+        }
+    }
+}
+
+impl FromSqliteColumn for bool {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        i64::from_column(value).map(|n| n != 0)
+    }
+}
+
+impl FromSqliteColumn for i64 {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Integer(n) => Ok(n),
+            other => Err(format!(
+                "expected an integer, found {:?}",
+                other.data_type()
+            )),
+        }
+    }
+}
+
+impl FromSqliteColumn for i32 {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        let n = i64::from_column(value)?;
+        i32::try_from(n).map_err(|_| format!("{n} does not fit an i32"))
+    }
+}
+
+impl FromSqliteColumn for f64 {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Real(n) => Ok(n),
+            ValueRef::Integer(n) => Ok(n as f64),
+            other => Err(format!("expected a number, found {:?}", other.data_type())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Values go in and come out in sqlx's SQLite formats, NULLs as `None`.
+    #[test]
+    fn values_round_trip_in_the_formats_sqlx_uses() {
+        let conn = Connection::open_in_memory().unwrap();
+        let id = Uuid::new_v4();
+        let at = Utc::now();
+        let statement = Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT ?, typeof(?), ?, ?, ?, ?, ?, CURRENT_TIMESTAMP",
+            [
+                id.into(),
+                id.into(),
+                at.into(),
+                serde_json::json!({ "a": [1, 2] }).into(),
+                true.into(),
+                sea_orm::Value::String(None),
+                7i32.into(),
+            ],
+        );
+        type Decoded = (
+            Uuid,
+            String,
+            DateTime<Utc>,
+            serde_json::Value,
+            bool,
+            Option<String>,
+            i32,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Decoded> = run(&conn, &statement, &|row| {
+            Ok((
+                column(row, 0)?,
+                column(row, 1)?,
+                column(row, 2)?,
+                column(row, 3)?,
+                column(row, 4)?,
+                column(row, 5)?,
+                column(row, 6)?,
+                column(row, 7)?,
+            ))
+        })
+        .unwrap();
+        let (uuid, kind, time, json, flag, missing, number, now) = rows[0].clone();
+        assert_eq!(uuid, id);
+        assert_eq!(kind, "blob");
+        assert_eq!(time, at);
+        assert_eq!(json, serde_json::json!({ "a": [1, 2] }));
+        assert!(flag);
+        assert_eq!(missing, None);
+        assert_eq!(number, 7);
+        assert!((Utc::now() - now).num_seconds().abs() < 60);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_an_error_naming_the_column() {
+        let conn = Connection::open_in_memory().unwrap();
+        let statement =
+            Statement::from_string(sea_orm::DbBackend::Sqlite, "SELECT 1, 'not a time'");
+        let err = run(&conn, &statement, &|row| {
+            let _: i64 = column(row, 0)?;
+            column::<DateTime<Utc>>(row, 1)
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not a time"), "{err}");
+    }
+}
