@@ -321,6 +321,7 @@ pub mod runs {
                 .collect::<Vec<_>>()
                 .join(", ")
         });
+        let columns = &*COLUMNS;
         let mut values: Vec<sea_orm::Value> = Vec::new();
         let mut param = |value: sea_orm::Value| {
             values.push(value);
@@ -329,25 +330,39 @@ pub mod runs {
                 _ => "?".to_owned(),
             }
         };
+        let after_condition = |param: &mut dyn FnMut(sea_orm::Value) -> String| match after {
+            Some((at, id)) => {
+                let (later, same, id) = (param(at.into()), param(at.into()), param(id.into()));
+                format!(" AND (\"created_at\" > {later} OR (\"created_at\" = {same} AND \"id\" > {id}))")
+            }
+            None => String::new(),
+        };
+        let range = |run: &str, after: &str| {
+            format!(
+                "SELECT {columns} FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
+                 ORDER BY \"created_at\", \"id\" LIMIT {fetch}"
+            )
+        };
+        if backend == DbBackend::Postgres {
+            // PostgreSQL plans a 50-branch UNION in ~9 ms; a LATERAL join over the ids is one
+            // index scan per run under a plan that takes ~0.6 ms.
+            let ids: Vec<String> = run_ids.iter().map(|id| param((*id).into())).collect();
+            let after = after_condition(&mut param);
+            let sql = format!(
+                "SELECT \"t\".* FROM unnest(ARRAY[{}]::uuid[]) AS \"r\"(\"id\") CROSS JOIN LATERAL ({}) AS \"t\"",
+                ids.join(", "),
+                range("\"r\".\"id\"", &after)
+            );
+            return Statement::from_sql_and_values(backend, sql, values);
+        }
+        // SQLite has no LATERAL: one LIMITed subquery per run.
         let ranges: Vec<String> = run_ids
             .iter()
             .enumerate()
             .map(|(i, run_id)| {
                 let run = param((*run_id).into());
-                let after = match after {
-                    Some((at, id)) => {
-                        let (later, same, id) = (param(at.into()), param(at.into()), param(id.into()));
-                        format!(
-                            " AND (\"created_at\" > {later} OR (\"created_at\" = {same} AND \"id\" > {id}))"
-                        )
-                    }
-                    None => String::new(),
-                };
-                format!(
-                    "SELECT * FROM (SELECT {columns} FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
-                     ORDER BY \"created_at\", \"id\" LIMIT {fetch}) AS \"r{i}\"",
-                    columns = *COLUMNS
-                )
+                let after = after_condition(&mut param);
+                format!("SELECT * FROM ({}) AS \"r{i}\"", range(&run, &after))
             })
             .collect();
         Statement::from_sql_and_values(backend, ranges.join(" UNION ALL "), values)
@@ -381,7 +396,8 @@ pub mod runs {
 
         /// SQLite refuses a compound SELECT of more than 500 terms ("too many terms in compound
         /// SELECT"); the task runs of any number of runs must be asked for in statements under it,
-        /// every run in exactly one of them, with its parameters numbered from $1 on PostgreSQL.
+        /// every run in exactly one of them, with its parameters numbered from $1 on PostgreSQL
+        /// (one per run, then the three of the `after` position).
         #[test]
         fn task_runs_of_many_runs_are_split_into_statements_sqlite_accepts() {
             let runs: Vec<Uuid> = (0..1_010).map(|_| Uuid::new_v4()).collect();
@@ -391,13 +407,15 @@ pub mod runs {
                 assert_eq!(statements.len(), 6);
                 let mut covered = Vec::new();
                 for (chunk, statement) in &statements {
-                    let terms = statement.sql.matches(" UNION ALL ").count() + 1;
-                    assert!(terms <= 500 && terms == chunk.len(), "{terms} terms");
                     let values = statement.values.as_ref().map_or(0, |v| v.0.len());
-                    assert_eq!(values, chunk.len() * 4);
                     if backend == DbBackend::Postgres {
+                        assert_eq!(values, chunk.len() + 3);
                         assert!(statement.sql.contains(&format!("${values}")));
                         assert!(!statement.sql.contains(&format!("${}", values + 1)));
+                    } else {
+                        let terms = statement.sql.matches(" UNION ALL ").count() + 1;
+                        assert!(terms <= 500 && terms == chunk.len(), "{terms} terms");
+                        assert_eq!(values, chunk.len() * 4);
                     }
                     covered.extend(chunk.iter().copied());
                 }
