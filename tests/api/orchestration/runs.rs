@@ -574,12 +574,52 @@ async fn nested_task_runs_of_three_full_run_pages_in_one_request_all_arrive() {
     assert_eq!(with_task, 102);
 }
 
+/// The rows of `E` (by id) read three ways: sea-orm's derived decoder, the positional decoder
+/// `W` on sea-orm's rows, and the page's own read path (rusqlite on a SQLite file, sqlx on
+/// PostgreSQL). The decoders must all read the same models.
+async fn read_three_ways<E, W>(
+    w: &World,
+    order_by: E::Column,
+    model: fn(W) -> E::Model,
+) -> Vec<E::Model>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: PartialEq + std::fmt::Debug,
+    W: flowcloud::db::ByPosition,
+{
+    use sea_orm::{ConnectionTrait, QueryOrder, QueryTrait};
+    let select = E::find().order_by_asc(order_by);
+    let derived = select.clone().all(&w.app.db).await.unwrap();
+    let by_position: Vec<E::Model> = select
+        .clone()
+        .into_model::<W>()
+        .all(&w.app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(model)
+        .collect();
+    let statement = select.build(w.app.db.get_database_backend());
+    let read_path: Vec<E::Model> = w
+        .app
+        .state
+        .db
+        .read_by_position::<W>(statement)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(model)
+        .collect();
+    assert_eq!(by_position, derived);
+    assert_eq!(read_path, derived);
+    derived
+}
+
 /// The run page decodes rows by column position (cheaper than by name); on rows with every
 /// column filled in, and with the optional ones empty, it must read exactly what the derived
 /// decoder reads.
 #[tokio::test]
 async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
-    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
     let w = world("pos").await;
     let bare = w.run_id(json!({})).await;
     let full = uuid_at(
@@ -599,47 +639,23 @@ async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
     w.set_state(full, json!({ "type": "RUNNING" })).await;
     w.set_state(full, json!({ "type": "FAILED", "message": "exit 3" }))
         .await;
-    let derived = entity::flow_runs::Entity::find()
-        .order_by_asc(entity::flow_runs::Column::Id)
-        .all(&w.app.db)
-        .await
-        .unwrap();
-    let select = entity::flow_runs::Entity::find().order_by_asc(entity::flow_runs::Column::Id);
-    let by_position: Vec<entity::flow_runs::Model> = select
-        .clone()
-        .into_model::<flowcloud::domain::flow_runs::RunByPosition>()
-        .all(&w.app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    // The page's own read path: rusqlite on a SQLite file, sqlx on PostgreSQL.
-    let statement = sea_orm::QueryTrait::build(&select, w.app.db.get_database_backend());
-    let read_path: Vec<entity::flow_runs::Model> = w
-        .app
-        .state
-        .db
-        .read_by_position::<flowcloud::domain::flow_runs::RunByPosition>(statement)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(read_path, derived);
+    let derived = read_three_ways::<entity::flow_runs::Entity, _>(
+        &w,
+        entity::flow_runs::Column::Id,
+        |r: flowcloud::domain::flow_runs::RunByPosition| r.0,
+    )
+    .await;
     assert_eq!(derived.len(), 2);
     let full_row = derived.iter().find(|r| r.id == full).unwrap();
     assert!(full_row.idempotency_key.is_some() && full_row.end_time.is_some());
     assert!(derived
         .iter()
         .any(|r| r.id == bare && r.deployment_id.is_none()));
-    assert_eq!(by_position, derived);
 }
 
 /// The same for task runs, which nested task-run pages decode by position.
 #[tokio::test]
 async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
-    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
     let w = world("tpos").await;
     let run = w.run_id(json!({})).await;
     let bare = uuid_at(&w.task(run, json!({ "taskKey": "bare" })).await["id"]);
@@ -654,34 +670,12 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .await;
     w.set_task_state(full, json!({ "type": "FAILED", "message": "boom" }), false)
         .await;
-    let derived = entity::task_runs::Entity::find()
-        .order_by_asc(entity::task_runs::Column::Id)
-        .all(&w.app.db)
-        .await
-        .unwrap();
-    let select = entity::task_runs::Entity::find().order_by_asc(entity::task_runs::Column::Id);
-    let by_position: Vec<entity::task_runs::Model> = select
-        .clone()
-        .into_model::<flowcloud::domain::task_runs::TaskRunByPosition>()
-        .all(&w.app.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    // The page's own read path: rusqlite on a SQLite file, sqlx on PostgreSQL.
-    let statement = sea_orm::QueryTrait::build(&select, w.app.db.get_database_backend());
-    let read_path: Vec<entity::task_runs::Model> = w
-        .app
-        .state
-        .db
-        .read_by_position::<flowcloud::domain::task_runs::TaskRunByPosition>(statement)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(read_path, derived);
+    let derived = read_three_ways::<entity::task_runs::Entity, _>(
+        &w,
+        entity::task_runs::Column::Id,
+        |r: flowcloud::domain::task_runs::TaskRunByPosition| r.0,
+    )
+    .await;
     assert_eq!(derived.len(), 2);
     assert!(derived
         .iter()
@@ -689,5 +683,4 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
     assert!(derived
         .iter()
         .any(|r| r.id == bare && r.start_time.is_none()));
-    assert_eq!(by_position, derived);
 }
