@@ -398,6 +398,10 @@ async fn a_page_of_fifty_runs_costs_as_many_statements_as_a_page_of_five() {
 
     // Loaders batch the keys that arrive within a 1 ms window; on a busy machine a page may
     // miss it once and cost a statement more. The structural cost is the least of a few tries.
+    // A list of more than 32 items is resolved in two turns (futures' FuturesUnordered yields
+    // after 32 polls), and a slow debug build under load can let the window close between them:
+    // then the 50-run page consistently costs one statement more than the 5-run page (seen on
+    // PostgreSQL in CI: [12, 13, 12, 13, 12, 13]). An N+1 would cost 45 more.
     let mut costs = Vec::new();
     for first in [5, 50, 5, 50, 5, 50] {
         let before = w.app.statement_count();
@@ -426,9 +430,8 @@ async fn a_page_of_fifty_runs_costs_as_many_statements_as_a_page_of_five() {
         costs.push(cost);
     }
     let least = |n: usize| costs.iter().skip(n).step_by(2).min().copied().unwrap();
-    assert_eq!(
-        least(0),
-        least(1),
+    assert!(
+        least(1) == least(0) || least(1) == least(0) + 1,
         "statements for 5 and 50 runs: {costs:?}"
     );
     assert!(
