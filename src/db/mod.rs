@@ -237,9 +237,10 @@ macro_rules! model_by_position {
                 $($field: sqlx::Row::try_get(row, next()).map_err(sqlx_error)?,)+
             }
         } else {
-            $model {
-                $($field: row.try_get_by_index(next())?,)+
-            }
+            // Only sqlx's SQLite and PostgreSQL rows exist in this build.
+            return Err(sea_orm::DbErr::Type(
+                "a row from neither SQLite nor PostgreSQL".to_owned(),
+            ));
         }
     }};
 }

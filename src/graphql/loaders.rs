@@ -107,8 +107,7 @@ pub mod runs {
     use chrono::{DateTime, Utc};
     use entity::{flow_run_states, flow_runs, task_run_dependencies, task_run_states, task_runs};
     use sea_orm::{
-        ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-        Statement,
+        ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     };
     use uuid::Uuid;
 
@@ -245,8 +244,7 @@ pub mod runs {
                     .or_default()
                     .push(key.flow_run_id);
             }
-            let db = self.0.db.read();
-            let backend = db.get_database_backend();
+            let backend = self.0.db.backend();
             let mut out = HashMap::new();
             for ((fetch, after), run_ids) in groups {
                 for (run_ids, statement) in
