@@ -87,6 +87,56 @@ struct Figures {
     /// shared machine, so it is the figure to compare when optimising.
     page_cpu_ms: f64,
     page_errors: u64,
+    /// Busy CPU of the whole machine (server, database, clients) per operation, and the share
+    /// of time the hypervisor gave to other guests, per phase: on a shared VM the throughput
+    /// figures move with that share, these do not.
+    run_machine_ms: f64,
+    transition_machine_ms: f64,
+    log_batch_machine_ms: f64,
+    page_machine_ms: f64,
+    steal_percent: [f64; 4],
+}
+
+/// Clock ticks of the whole machine from /proc/stat: busy (user, nice, system, irq, softirq),
+/// stolen by the hypervisor, and all of them.
+#[derive(Clone, Copy, Default)]
+struct MachineTicks {
+    busy: f64,
+    steal: f64,
+    total: f64,
+}
+
+impl MachineTicks {
+    fn now() -> Self {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return Self::default();
+        };
+        let fields: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        let at = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+        Self {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            steal: at(7),
+            total: fields.iter().take(8).sum(),
+        }
+    }
+
+    /// Busy milliseconds per operation since `self`, and the percentage of time stolen.
+    fn since(self, operations: usize) -> (f64, f64) {
+        let now = Self::now();
+        let busy_ms = (now.busy - self.busy) * 10.0;
+        let total = (now.total - self.total).max(1.0);
+        (
+            busy_ms / operations.max(1) as f64,
+            (now.steal - self.steal) * 100.0 / total,
+        )
+    }
 }
 
 /// CPU time this process has used so far (user + system), from /proc; zero where unavailable.
@@ -162,8 +212,8 @@ fn print_table(cores: usize, clients: usize, all: &[Figures]) {
     println!(
         "machine: {cores} cores; {clients} concurrent clients over HTTP; release build; server in-process"
     );
-    let mut header = format!("| {:<44} |", "measure");
-    let mut sep = format!("|{}|", "-".repeat(46));
+    let mut header = format!("| {:<58} |", "measure");
+    let mut sep = format!("|{}|", "-".repeat(60));
     for f in all {
         header.push_str(&format!(" {:>12} |", f.backend));
         sep.push_str(&format!("{}|", "-".repeat(14)));
@@ -171,7 +221,7 @@ fn print_table(cores: usize, clients: usize, all: &[Figures]) {
     println!("{header}");
     println!("{sep}");
     let row = |label: &str, value: &dyn Fn(&Figures) -> String| {
-        let mut line = format!("| {label:<44} |");
+        let mut line = format!("| {label:<58} |");
         for f in all {
             line.push_str(&format!(" {:>12} |", value(f)));
         }
@@ -193,6 +243,25 @@ fn print_table(cores: usize, clients: usize, all: &[Figures]) {
     row("CPU per 50-run page (ms, server + clients)", &|f| {
         format!("{:.2}", f.page_cpu_ms)
     });
+    row("machine CPU per run created (ms)", &|f| {
+        format!("{:.2}", f.run_machine_ms)
+    });
+    row("machine CPU per transition (ms)", &|f| {
+        format!("{:.2}", f.transition_machine_ms)
+    });
+    row("machine CPU per 1,000 log lines (ms)", &|f| {
+        format!("{:.2}", f.log_batch_machine_ms)
+    });
+    row("machine CPU per page (ms)", &|f| {
+        format!("{:.2}", f.page_machine_ms)
+    });
+    row(
+        "CPU stolen by other guests (runs/transitions/logs/page, %)",
+        &|f| {
+            let [a, b, c, d] = f.steal_percent;
+            format!("{a:.0}/{b:.0}/{c:.0}/{d:.0}")
+        },
+    );
     row("runs in the workspace for the page test", &|f| {
         format!("{}", f.seed_runs)
     });
@@ -393,6 +462,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
     // ---------------------------------------------------------------- flow runs created
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let ticks = MachineTicks::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (client, s, errors) = (client.clone(), s.clone(), errors.clone());
@@ -427,15 +497,17 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
     let created: usize = run_ids.iter().map(Vec::len).sum();
     figures.runs_per_s = created as f64 / elapsed;
     figures.run_errors = errors.load(Ordering::Relaxed);
+    (figures.run_machine_ms, figures.steal_percent[0]) = ticks.since(created);
     println!(
-        "createFlowRun: {created} runs in {elapsed:.2}s = {:.0}/s, {} errors",
-        figures.runs_per_s, figures.run_errors
+        "createFlowRun: {created} runs in {elapsed:.2}s = {:.0}/s, {} errors; machine CPU {:.2} ms each, {:.0} % stolen",
+        figures.runs_per_s, figures.run_errors, figures.run_machine_ms, figures.steal_percent[0]
     );
 
     // ---------------------------------------------------------------- state transitions
     if phase("transitions") {
         let errors = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
+        let ticks = MachineTicks::now();
         let mut tasks = Vec::new();
         for ids in run_ids.clone() {
             let (client, s, errors) = (client.clone(), s.clone(), errors.clone());
@@ -470,9 +542,11 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         let elapsed = started.elapsed().as_secs_f64();
         figures.transitions_per_s = transitions as f64 / elapsed;
         figures.transition_errors = errors.load(Ordering::Relaxed);
+        (figures.transition_machine_ms, figures.steal_percent[1]) =
+            ticks.since(transitions as usize);
         println!(
-            "setFlowRunState: {transitions} accepted in {elapsed:.2}s = {:.0}/s, {} errors",
-            figures.transitions_per_s, figures.transition_errors
+            "setFlowRunState: {transitions} accepted in {elapsed:.2}s = {:.0}/s, {} errors; machine CPU {:.2} ms each, {:.0} % stolen",
+            figures.transitions_per_s, figures.transition_errors, figures.transition_machine_ms, figures.steal_percent[1]
         );
     }
 
@@ -505,6 +579,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         let warm = client.post(Some(&s.api_key), bodies[0].to_vec()).await?;
         data(warm)?;
         let started = Instant::now();
+        let ticks = MachineTicks::now();
         let mut tasks = Vec::new();
         for body in bodies {
             let (client, s, errors) = (client.clone(), s.clone(), errors.clone());
@@ -531,9 +606,11 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         let elapsed = started.elapsed().as_secs_f64();
         figures.log_lines_per_s = stored as f64 / elapsed;
         figures.log_errors = errors.load(Ordering::Relaxed);
+        (figures.log_batch_machine_ms, figures.steal_percent[2]) =
+            ticks.since(stored as usize / LOG_BATCH);
         println!(
-            "createLogs: {stored} lines in {elapsed:.2}s = {:.0}/s, {} errors",
-            figures.log_lines_per_s, figures.log_errors
+            "createLogs: {stored} lines in {elapsed:.2}s = {:.0}/s, {} errors; machine CPU {:.2} ms per 1,000-line batch, {:.0} % stolen",
+            figures.log_lines_per_s, figures.log_errors, figures.log_batch_machine_ms, figures.steal_percent[2]
         );
     }
 
@@ -608,6 +685,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
             .unwrap_or(PAGE_REQUESTS_PER_CLIENT);
         let started = Instant::now();
         let cpu_before = process_cpu_seconds();
+        let ticks = MachineTicks::now();
         let mut tasks = Vec::new();
         for _ in 0..clients {
             let (client, s, errors, body) =
@@ -635,6 +713,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         let elapsed = started.elapsed().as_secs_f64();
         figures.page_cpu_ms =
             (process_cpu_seconds() - cpu_before) * 1000.0 / latencies.len().max(1) as f64;
+        (figures.page_machine_ms, figures.steal_percent[3]) = ticks.since(latencies.len());
         latencies.sort();
         let pct = |p: f64| {
             let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
@@ -646,13 +725,15 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         figures.pages_per_s = latencies.len() as f64 / elapsed;
         figures.page_errors = errors.load(Ordering::Relaxed);
         println!(
-        "50-run page: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.0}/s, {:.2} ms CPU each, {} errors",
+        "50-run page: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.0}/s, {:.2} ms CPU each ({:.2} ms machine), {:.0} % stolen, {} errors",
         latencies.len(),
         figures.page_p50_ms,
         figures.page_p99_ms,
         figures.page_max_ms,
         figures.pages_per_s,
         figures.page_cpu_ms,
+        figures.page_machine_ms,
+        figures.steal_percent[3],
         figures.page_errors
     );
     }

@@ -2,6 +2,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod deployments;
+pub mod event_counters;
 pub mod events;
 pub mod flow_run_states;
 pub mod flow_runs;

@@ -9,8 +9,6 @@ pub struct Model {
     pub name: String,
     pub description: Option<String>,
     pub owner_id: Uuid,
-    /// The last event cursor handed out in this workspace; bumped in each writing transaction.
-    pub last_event_seq: i64,
     /// Cursors at or below these were deleted by retention.
     pub events_pruned_seq: i64,
     pub logs_pruned_seq: i64,

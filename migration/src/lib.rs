@@ -6,6 +6,7 @@ mod m20261126_000002_orchestration;
 mod m20261126_000003_event_retention;
 mod m20261126_000004_late_run_index;
 mod m20261127_000005_page_order_indexes;
+mod m20261127_000006_event_counters;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_event_retention::Migration),
             Box::new(m20261126_000004_late_run_index::Migration),
             Box::new(m20261127_000005_page_order_indexes::Migration),
+            Box::new(m20261127_000006_event_counters::Migration),
         ]
     }
 }

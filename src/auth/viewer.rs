@@ -80,8 +80,10 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> AppResult<View
 async fn authenticate_api_key(state: &AppState, token: &str) -> AppResult<Viewer> {
     let invalid = || AppError::Unauthenticated("invalid API key".into());
     let prefix = keys::prefix_of(token).ok_or_else(invalid)?;
-    let key = api_keys::Entity::find()
+    // The key and its account in one statement: every agent request starts here.
+    let (key, account) = api_keys::Entity::find()
         .filter(api_keys::Column::Prefix.eq(prefix))
+        .find_also_related(accounts::Entity)
         .one(state.db.read())
         .await?
         .ok_or_else(invalid)?;
@@ -96,10 +98,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> AppResult<Viewer
     if key.expires_at.is_some_and(|at| at <= now) {
         return Err(AppError::Unauthenticated("API key has expired".into()));
     }
-    let account = accounts::Entity::find_by_id(key.account_id)
-        .one(state.db.read())
-        .await?
-        .ok_or_else(invalid)?;
+    let account = account.ok_or_else(invalid)?;
     if key
         .last_used_at
         .is_none_or(|at| now - at >= LAST_USED_GRANULARITY)

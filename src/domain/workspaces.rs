@@ -1,6 +1,6 @@
 //! Workspaces: isolated environments owned by an account.
 use chrono::Utc;
-use entity::{workspace_members, workspaces};
+use entity::{event_counters, workspace_members, workspaces};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, RelationTrait, Set, TransactionTrait,
@@ -58,7 +58,6 @@ pub async fn create(
         name: Set(name),
         description: Set(description),
         owner_id: Set(viewer.account_id),
-        last_event_seq: Set(0),
         events_pruned_seq: Set(0),
         logs_pruned_seq: Set(0),
         created_at: Set(now),
@@ -72,6 +71,12 @@ pub async fn create(
         account_id: Set(viewer.account_id),
         role: Set(Role::Owner.as_str().to_owned()),
         joined_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event_counters::ActiveModel {
+        workspace_id: Set(workspace.id),
+        last_event_seq: Set(0),
     }
     .insert(&txn)
     .await?;

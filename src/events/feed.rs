@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{events, flow_runs, logs, run_alerts, task_runs, workspaces};
+use entity::{event_counters, events, flow_runs, logs, run_alerts, task_runs};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -69,9 +69,9 @@ pub struct Batch {
 
 /// The workspace's newest cursor.
 pub async fn head(db: &Db, workspace_id: Uuid) -> AppResult<i64> {
-    let seq: Option<i64> = workspaces::Entity::find_by_id(workspace_id)
+    let seq: Option<i64> = event_counters::Entity::find_by_id(workspace_id)
         .select_only()
-        .column(workspaces::Column::LastEventSeq)
+        .column(event_counters::Column::LastEventSeq)
         .into_tuple()
         .one(db.read())
         .await?;

@@ -14,11 +14,10 @@ use crate::error::AppResult;
 
 pub const CHANNEL: &str = "flowcloud_events";
 
-/// [`Notice::Committed`] for the `workspaces` row an `UPDATE … RETURNING` just changed, built by
+/// [`Notice::Committed`] for the `event_counters` row an `UPDATE … RETURNING` just changed, built by
 /// PostgreSQL so the reservation and its notification are one statement. The payload is what
 /// [`encode`] makes; a test decodes it.
-pub const COMMITTED_NOTIFY_SQL: &str =
-    r#"pg_notify('flowcloud_events', 'c:' || "id"::text || ':' || "last_event_seq"::text)::text"#;
+pub const COMMITTED_NOTIFY_SQL: &str = r#"pg_notify('flowcloud_events', 'c:' || "workspace_id"::text || ':' || "last_event_seq"::text)::text"#;
 
 fn encode(notice: &Notice) -> String {
     match notice {
