@@ -11,6 +11,7 @@ mod collaborators;
 mod errors;
 mod http;
 mod live;
+mod migrations;
 mod orchestration;
 mod schema_file;
 mod services;
