@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::access::{require_role, role_of, Role};
+use super::access::{require_role, role_of, with_viewer_role, Role};
 use super::orchestration::{bookkeep, decide, Bookkeeping, Decision, NewState, RunFacts};
 use super::runs_common;
 use super::states::{ProposedState, StateRecord, StateType};
@@ -438,11 +438,15 @@ pub async fn set_state(
 ) -> AppResult<Outcome> {
     proposed.validate()?;
     let txn = state.db.write().begin().await?;
-    let run = lock_run(&txn, flow_run_id).await?;
-    let Some(run) = run else {
-        return Err(AppError::not_found("flow run"));
-    };
-    require_role(&txn, viewer, run.workspace_id, Role::Editor, "flow run").await?;
+    let run = with_viewer_role(
+        flow_runs::Entity::find_by_id(flow_run_id).lock_exclusive(),
+        flow_runs::Column::WorkspaceId,
+        viewer,
+    )
+    .one(&txn)
+    .await?
+    .ok_or_else(|| AppError::not_found("flow run"))?
+    .require(Role::Editor, "flow run")?;
     let workspace_id = run.workspace_id;
     let (outcome, seq) = transition(&txn, run, &proposed, force, super::runs_common::now()).await?;
     txn.commit().await?;

@@ -8,7 +8,7 @@ use sea_orm::{
 use std::collections::HashSet;
 use uuid::Uuid;
 
-use super::access::{require_role, role_of, Role};
+use super::access::{require_role, role_of, with_viewer_role, Role};
 use super::flow_runs::{verdict, Outcome, Verdict};
 use super::orchestration::{bookkeep, decide, Bookkeeping, Decision, NewState, RunFacts};
 use super::runs_common;
@@ -273,12 +273,15 @@ pub async fn set_state(
 ) -> AppResult<Outcome> {
     proposed.validate()?;
     let txn = state.db.write().begin().await?;
-    let task = task_runs::Entity::find_by_id(task_run_id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("task run"))?;
-    require_role(&txn, viewer, task.workspace_id, Role::Editor, "task run").await?;
+    let task = with_viewer_role(
+        task_runs::Entity::find_by_id(task_run_id).lock_exclusive(),
+        task_runs::Column::WorkspaceId,
+        viewer,
+    )
+    .one(&txn)
+    .await?
+    .ok_or_else(|| AppError::not_found("task run"))?
+    .require(Role::Editor, "task run")?;
     let flow_run = flow_runs::Entity::find_by_id(task.flow_run_id)
         .one(&txn)
         .await?
