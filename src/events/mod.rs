@@ -25,7 +25,7 @@ struct LastSeq {
 }
 
 /// Reserves `count` cursors in the workspace and returns the first. Call inside the
-/// transaction that writes the events: the workspace row stays locked until it commits.
+/// transaction that writes the events: its counter row stays locked until it commits.
 pub async fn reserve(
     conn: &impl ConnectionTrait,
     workspace_id: Uuid,
@@ -82,7 +82,7 @@ pub struct NewEvent {
 pub async fn append(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<i64> {
     let backend = conn.get_database_backend();
     if backend == DbBackend::Postgres {
-        // Reservation and insert in one statement: the workspace row is locked from here to
+        // Reservation and insert in one statement: the counter row is locked from here to
         // the commit, so every round trip saved here is one less that writers of the
         // workspace wait for in turn.
         let statement = Statement::from_sql_and_values(
