@@ -102,12 +102,23 @@ pub async fn create(
     let tags = runs_common::tags("tags", input.tags.take())?;
     let parameters = runs_common::parameters("parameters", input.parameters.take())?;
     let txn = state.db.write().begin().await?;
-    require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
-    let flow = flows::Entity::find_by_id(input.flow_id)
-        .filter(flows::Column::WorkspaceId.eq(workspace_id))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("flow"))?;
+    // The flow and the viewer's role in one statement; without a flow, the role still decides
+    // the answer, so a stranger learns nothing about the workspace's flows.
+    let flow = match with_viewer_role(
+        flows::Entity::find_by_id(input.flow_id)
+            .filter(flows::Column::WorkspaceId.eq(workspace_id)),
+        flows::Column::WorkspaceId,
+        viewer,
+    )
+    .one(&txn)
+    .await?
+    {
+        Some(found) => found.require(Role::Editor, "workspace")?,
+        None => {
+            require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
+            return Err(AppError::not_found("flow"));
+        }
+    };
     let deployment = match input.deployment_id {
         None => None,
         Some(id) => {
