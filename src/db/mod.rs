@@ -145,11 +145,6 @@ impl Db {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Whether [`Self::read_by_position`] reads through `sqlite_reads` (a SQLite file).
-    pub fn reads_sqlite_directly(&self) -> bool {
-        self.sqlite_reads.is_some()
-    }
-
     /// Runs a select whose columns come in `T`'s field order (see `positional_decoders!`): on a
     /// SQLite file through `sqlite_reads`, elsewhere through sea-orm.
     pub async fn read_by_position<T: ByPosition>(

@@ -157,33 +157,6 @@ fn to_sql(value: &sea_orm::Value) -> Result<SqlValue, DbErr> {
     })
 }
 
-/// The columns of `C`'s table in model order, for statements read on this path, with text
-/// columns (strings, times, JSON) cast to blobs: the same bytes, but SQLite hands a blob over
-/// where it lies, while reading a value as text makes it copy the value into a new allocation
-/// to terminate it, unless the value already was (results of compound selects are not). For
-/// the nested task-run pages that was a malloc, a copy and a free for each of ~3,600 values a
-/// page. No aliases: an `ORDER BY` beside them still names the table's columns (and indexes).
-pub fn select_list<C: sea_orm::ColumnTrait + sea_orm::Iterable>() -> String {
-    use sea_orm::sea_query::ColumnType as T;
-    C::iter()
-        .map(|column| {
-            let name = sea_orm::IdenStatic::as_str(&column);
-            match column.def().get_column_type() {
-                T::String(_)
-                | T::Text
-                | T::Char(_)
-                | T::Json
-                | T::JsonBinary
-                | T::TimestampWithTimeZone
-                | T::Timestamp
-                | T::DateTime => format!("CAST(\"{name}\" AS BLOB)"),
-                _ => format!("\"{name}\""),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// One column of a row, decoded as sqlx decodes that Rust type from SQLite.
 pub trait FromSqliteColumn: Sized {
     fn from_column(value: ValueRef<'_>) -> Result<Self, String>;
@@ -197,12 +170,9 @@ pub fn column<T: FromSqliteColumn>(row: &Row<'_>, index: usize) -> rusqlite::Res
         .map_err(|message| rusqlite::Error::FromSqlConversionFailure(index, kind, message.into()))
 }
 
-/// Text, or text handed over as a blob (see [`select_list`]).
 fn text(value: ValueRef<'_>) -> Result<&str, String> {
     match value {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-            std::str::from_utf8(bytes).map_err(|e| e.to_string())
-        }
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| e.to_string()),
         other => Err(format!("expected text, found {:?}", other.data_type())),
     }
 }
@@ -383,67 +353,6 @@ mod tests {
         assert!(
             (1..=limit).contains(&idle),
             "{idle} idle connections for {limit} permits"
-        );
-    }
-
-    /// Text columns read as blobs (as `select_list` selects them) decode to the same values.
-    #[test]
-    fn text_columns_cast_to_blobs_read_as_text_does() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE t (id BLOB, name TEXT, tags TEXT, at TEXT, note TEXT, n INTEGER)",
-        )
-        .unwrap();
-        let (id, at) = (Uuid::new_v4(), Utc::now());
-        let insert = Statement::from_sql_and_values(
-            sea_orm::DbBackend::Sqlite,
-            "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?) RETURNING n",
-            [
-                id.into(),
-                "naïve name".into(),
-                serde_json::json!(["a"]).into(),
-                at.into(),
-                sea_orm::Value::String(None),
-                7i64.into(),
-            ],
-        );
-        run(&conn, &insert, &|row| column::<i64>(row, 0)).unwrap();
-        type Row = (
-            Uuid,
-            String,
-            serde_json::Value,
-            DateTime<Utc>,
-            Option<String>,
-            i64,
-        );
-        let decode = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
-            Ok((
-                column(row, 0)?,
-                column(row, 1)?,
-                column(row, 2)?,
-                column(row, 3)?,
-                column(row, 4)?,
-                column(row, 5)?,
-            ))
-        };
-        let plain = Statement::from_string(sea_orm::DbBackend::Sqlite, "SELECT * FROM t");
-        let cast = Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT id, CAST(name AS BLOB), CAST(tags AS BLOB), CAST(at AS BLOB), \
-             CAST(note AS BLOB), n FROM t UNION ALL SELECT * FROM t",
-        );
-        let expected = (
-            id,
-            "naïve name".to_owned(),
-            serde_json::json!(["a"]),
-            at,
-            None,
-            7,
-        );
-        assert_eq!(run(&conn, &plain, &decode).unwrap(), vec![expected.clone()]);
-        assert_eq!(
-            run(&conn, &cast, &decode).unwrap(),
-            vec![expected.clone(), expected]
         );
     }
 

@@ -245,11 +245,10 @@ pub mod runs {
                     .push(key.flow_run_id);
             }
             let backend = self.0.db.backend();
-            let text_as_blobs = self.0.db.reads_sqlite_directly();
             let mut out = HashMap::new();
             for ((fetch, after), run_ids) in groups {
                 for (run_ids, statement) in
-                    task_run_pages_statements(backend, text_as_blobs, &run_ids, fetch, after)
+                    task_run_pages_statements(backend, &run_ids, fetch, after)
                 {
                     let rows = self
                         .0
@@ -293,7 +292,6 @@ pub mod runs {
     /// cheaper than the database sorting whole rows).
     fn task_run_pages_statements(
         backend: DbBackend,
-        text_as_blobs: bool,
         run_ids: &[Uuid],
         fetch: u64,
         after: PagePosition,
@@ -303,17 +301,14 @@ pub mod runs {
             .map(|chunk| {
                 (
                     chunk.to_vec(),
-                    task_run_pages_statement(backend, text_as_blobs, chunk, fetch, after),
+                    task_run_pages_statement(backend, chunk, fetch, after),
                 )
             })
             .collect()
     }
 
-    /// `text_as_blobs`: the statement is read by `sqlite_reads`, which takes text columns as
-    /// blobs (see `sqlite_reads::select_list`).
     fn task_run_pages_statement(
         backend: DbBackend,
-        text_as_blobs: bool,
         run_ids: &[Uuid],
         fetch: u64,
         after: PagePosition,
@@ -324,13 +319,7 @@ pub mod runs {
                 .collect::<Vec<_>>()
                 .join(", ")
         });
-        static SQLITE_COLUMNS: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(crate::db::sqlite_reads::select_list::<task_runs::Column>);
-        let columns = if text_as_blobs {
-            &*SQLITE_COLUMNS
-        } else {
-            &*COLUMNS
-        };
+        let columns = &*COLUMNS;
         let mut values: Vec<sea_orm::Value> = Vec::new();
         let mut param = |value: sea_orm::Value| {
             values.push(value);
@@ -412,7 +401,7 @@ pub mod runs {
             let runs: Vec<Uuid> = (0..1_010).map(|_| Uuid::new_v4()).collect();
             let after = Some((chrono::Utc::now(), Uuid::new_v4()));
             for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
-                let statements = task_run_pages_statements(backend, false, &runs, 6, after);
+                let statements = task_run_pages_statements(backend, &runs, 6, after);
                 assert_eq!(statements.len(), 6);
                 let mut covered = Vec::new();
                 for (chunk, statement) in &statements {
