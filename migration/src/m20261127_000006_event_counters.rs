@@ -55,6 +55,13 @@ impl MigrationTrait for Migration {
         )
         .await?;
         let db = m.get_connection();
+        if m.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
+            // Another process still running the old code may bump a counter between the copy
+            // and the drop; that bump would be lost and its cursor handed out twice. Hold such
+            // writers off until this migration commits (their UPDATE then fails and rolls back).
+            db.execute_unprepared(r#"LOCK TABLE "workspaces" IN EXCLUSIVE MODE"#)
+                .await?;
+        }
         db.execute_unprepared(
             r#"INSERT INTO "event_counters" ("workspace_id", "last_event_seq") SELECT "id", "last_event_seq" FROM "workspaces""#,
         )
@@ -72,7 +79,7 @@ impl MigrationTrait for Migration {
         )
         .await?;
         db.execute_unprepared(
-            r#"UPDATE "workspaces" SET "last_event_seq" = (SELECT "last_event_seq" FROM "event_counters" WHERE "workspace_id" = "workspaces"."id")"#,
+            r#"UPDATE "workspaces" SET "last_event_seq" = COALESCE((SELECT "last_event_seq" FROM "event_counters" WHERE "workspace_id" = "workspaces"."id"), 0)"#,
         )
         .await?;
         m.drop_table(Table::drop().table(EventCounters::Table).to_owned())

@@ -104,7 +104,9 @@ impl<M: FromQueryResult> FromQueryResult for WithRole<M> {
 const VIEWER_ROLE: &str = "viewer_role";
 
 /// Adds the viewer's role in each row's workspace (`workspace_column`) to a select, so a
-/// writer reads (and locks) the row and checks access in one statement instead of two.
+/// writer reads (and locks) the row and checks access in one statement instead of two. On
+/// PostgreSQL the role is read as of the statement's start, before any wait for the row lock:
+/// a role change that commits during that wait applies from the next request.
 pub fn with_viewer_role<E: EntityTrait>(
     select: Select<E>,
     workspace_column: E::Column,
