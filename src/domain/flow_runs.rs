@@ -6,7 +6,7 @@ use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
     FromQueryResult, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
-    Statement, TransactionTrait,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -664,23 +664,19 @@ pub async fn write_alert(
     let id = Uuid::now_v7();
     let backend = conn.get_database_backend();
     if backend == DbBackend::Postgres {
-        // One round trip under the workspace's event-counter lock (see `events::append`).
-        let statement = Statement::from_sql_and_values(
-            backend,
-            format!(
-                r#"WITH "reserved" AS ({}) INSERT INTO "run_alerts" ("id", "workspace_id", "seq", "flow_run_id", "kind", "message", "occurred_at") SELECT $2, "workspace_id", "last_event_seq", $3, $4, $5, $6 FROM "reserved" RETURNING "seq""#,
-                events::pg_reserve_sql("1", "$1")
-            ),
+        return events::pg_insert_with_cursor(
+            conn,
+            run.workspace_id,
+            "run_alerts",
             [
-                run.workspace_id.into(),
-                id.into(),
-                run.id.into(),
-                kind.as_str().into(),
-                message.into(),
-                now.into(),
+                ("id", id.into()),
+                ("flow_run_id", run.id.into()),
+                ("kind", kind.as_str().into()),
+                ("message", message.into()),
+                ("occurred_at", now.into()),
             ],
-        );
-        return events::inserted_seq(conn, statement).await;
+        )
+        .await;
     }
     let seq = events::reserve(conn, run.workspace_id, 1).await?;
     run_alerts::ActiveModel {

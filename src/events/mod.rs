@@ -82,25 +82,19 @@ pub struct NewEvent {
 pub async fn append(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<i64> {
     let backend = conn.get_database_backend();
     if backend == DbBackend::Postgres {
-        // Reservation and insert in one statement: the counter row is locked from here to
-        // the commit, so every round trip saved here is one less that writers of the
-        // workspace wait for in turn.
-        let statement = Statement::from_sql_and_values(
-            backend,
-            format!(
-                r#"WITH "reserved" AS ({}) INSERT INTO "events" ("workspace_id", "seq", "kind", "flow_run_id", "task_run_id", "payload", "occurred_at") SELECT "workspace_id", "last_event_seq", $2, $3, $4, $5, $6 FROM "reserved" RETURNING "seq""#,
-                pg_reserve_sql("1", "$1")
-            ),
+        return pg_insert_with_cursor(
+            conn,
+            event.workspace_id,
+            "events",
             [
-                event.workspace_id.into(),
-                event.kind.into(),
-                event.flow_run_id.into(),
-                event.task_run_id.into(),
-                event.payload.into(),
-                event.occurred_at.into(),
+                ("kind", event.kind.into()),
+                ("flow_run_id", event.flow_run_id.into()),
+                ("task_run_id", event.task_run_id.into()),
+                ("payload", event.payload.into()),
+                ("occurred_at", event.occurred_at.into()),
             ],
-        );
-        return inserted_seq(conn, statement).await;
+        )
+        .await;
     }
     let seq = reserve(conn, event.workspace_id, 1).await?;
     entity::events::ActiveModel {
@@ -118,10 +112,10 @@ pub async fn append(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<i
     Ok(seq)
 }
 
-/// PostgreSQL: an `UPDATE … RETURNING "workspace_id", "last_event_seq"` that reserves `amount` cursors
-/// (SQL) in the workspace whose id is `id_param`, and queues the notification to other processes
-/// (sent when the transaction commits).
-pub fn pg_reserve_sql(amount: &str, id_param: &str) -> String {
+/// PostgreSQL: an `UPDATE … RETURNING "workspace_id", "last_event_seq"` that reserves `amount`
+/// cursors (SQL) in the workspace whose id is `id_param`, and queues the notification to other
+/// processes (sent when the transaction commits).
+fn pg_reserve_sql(amount: &str, id_param: &str) -> String {
     format!(
         r#"UPDATE "event_counters" SET "last_event_seq" = "last_event_seq" + {amount} WHERE "workspace_id" = {id_param} RETURNING "workspace_id", "last_event_seq", {} AS "notified""#,
         replicas::COMMITTED_NOTIFY_SQL
@@ -133,8 +127,27 @@ struct InsertedSeq {
     seq: i64,
 }
 
-/// Runs a `… RETURNING "seq"` insert built on [`pg_reserve_sql`]; no row means no workspace.
-pub async fn inserted_seq(conn: &impl ConnectionTrait, statement: Statement) -> AppResult<i64> {
+/// PostgreSQL: inserts one row into `table` (which has `workspace_id` and `seq` besides
+/// `columns`) with a fresh cursor of the workspace, reserved in the same statement: the counter
+/// row is locked from here to the commit, so every round trip saved here is one less that the
+/// workspace's writers wait for in turn. Returns the cursor.
+pub async fn pg_insert_with_cursor<const N: usize>(
+    conn: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    table: &str,
+    columns: [(&str, sea_orm::Value); N],
+) -> AppResult<i64> {
+    let names: String = columns
+        .iter()
+        .map(|(name, _)| format!(", \"{name}\""))
+        .collect();
+    let params: String = (2..N + 2).map(|i| format!(", ${i}")).collect();
+    let sql = format!(
+        r#"WITH "reserved" AS ({}) INSERT INTO "{table}" ("workspace_id", "seq"{names}) SELECT "workspace_id", "last_event_seq"{params} FROM "reserved" RETURNING "seq""#,
+        pg_reserve_sql("1", "$1")
+    );
+    let values = std::iter::once(workspace_id.into()).chain(columns.into_iter().map(|(_, v)| v));
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
     Ok(InsertedSeq::find_by_statement(statement)
         .one(conn)
         .await?
