@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
-    DatabaseConnection, DbBackend, DbErr, FromQueryResult, SqlxPostgresConnector,
-    SqlxSqliteConnector, Statement,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, FromQueryResult,
+    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionTrait,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -16,6 +16,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub mod sqlite_reads;
 
 use sqlite_reads::SqliteReads;
+
+/// Changes nothing, but as a write it makes SQLite take the write lock (waiting for it).
+const TAKE_SQLITE_WRITE_LOCK: &str = "DELETE FROM seaql_migrations WHERE 0";
 
 #[derive(Clone)]
 pub struct Db {
@@ -127,9 +130,21 @@ impl Db {
         &self.read
     }
 
-    /// For every change; open transactions on it.
+    /// For single statements that change something; open transactions with `begin_write`.
     pub fn write(&self) -> &DatabaseConnection {
         &self.write
+    }
+
+    /// Opens the transaction of one change. On SQLite it takes the database's write lock
+    /// first: when a transaction that has already read tries to write while another process
+    /// (a server still draining on restart, an admin command) holds the lock, SQLite fails it
+    /// at once with "database is locked" instead of waiting the busy timeout.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        let txn = self.write.begin().await?;
+        if self.backend == DbBackend::Sqlite {
+            txn.execute_unprepared(TAKE_SQLITE_WRITE_LOCK).await?;
+        }
+        Ok(txn)
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -113,7 +113,7 @@ pub async fn update_profile(
         .as_deref()
         .map(|n| validate::name("name", n, NAME_MAX))
         .transpose()?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let account = accounts::Entity::find_by_id(viewer.account_id)
         .one(&txn)
         .await?
@@ -162,7 +162,7 @@ pub async fn set_profile_image(
     }
     let content_type = sniff_image_type(&bytes)
         .ok_or_else(|| AppError::bad_input("image", "must be a PNG, JPEG, WebP or GIF image"))?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let account = accounts::Entity::find_by_id(viewer.account_id)
         .one(&txn)
         .await?
@@ -234,7 +234,7 @@ pub async fn revoke_api_key(
     viewer: &Viewer,
     id: Uuid,
 ) -> AppResult<api_keys::Model> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let key = api_keys::Entity::find_by_id(id)
         .filter(api_keys::Column::AccountId.eq(viewer.account_id))
         .one(&txn)

@@ -40,7 +40,7 @@ pub async fn claim(
     }
     let now = super::runs_common::now();
     let scheduled_before = scheduled_before.unwrap_or(now + DEFAULT_LOOKAHEAD);
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let queue = work_queues::Entity::find_by_id(work_queue_id)
         .lock_exclusive()
         .one(&txn)

@@ -42,7 +42,7 @@ pub async fn invite(
     role: Role,
 ) -> AppResult<invitations::Model> {
     let email = validate::email("email", email)?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, workspace_id, Role::Owner, "workspace").await?;
     let workspace = super::workspaces::find(&txn, workspace_id).await?;
     let now = Utc::now();
@@ -145,7 +145,7 @@ pub async fn accept(
     viewer: &Viewer,
     invitation_id: Uuid,
 ) -> AppResult<workspace_members::Model> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     // Only the invitee may see or accept it; to anyone else it does not exist.
     let invitation = invitations::Entity::find_by_id(invitation_id)
         .filter(invitations::Column::Email.eq(viewer.email.as_str()))
@@ -192,7 +192,7 @@ pub async fn revoke(
     viewer: &Viewer,
     invitation_id: Uuid,
 ) -> AppResult<invitations::Model> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let invitation = invitations::Entity::find_by_id(invitation_id)
         .one(&txn)
         .await?
@@ -224,7 +224,7 @@ pub async fn set_role(
     account_id: Uuid,
     role: Role,
 ) -> AppResult<workspace_members::Model> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, workspace_id, Role::Owner, "workspace").await?;
     let workspace = super::workspaces::find(&txn, workspace_id).await?;
     if workspace.owner_id == account_id && role != Role::Owner {
@@ -248,7 +248,7 @@ pub async fn remove(
     workspace_id: Uuid,
     account_id: Uuid,
 ) -> AppResult<Uuid> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let min = if account_id == viewer.account_id {
         Role::Viewer
     } else {

@@ -85,7 +85,7 @@ pub async fn create(
     let entrypoint = entrypoint(input.entrypoint.as_deref())?;
     let work_queue_name = work_queue_name(input.work_queue_name.as_deref())?;
 
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
     let flow = super::flows::find_in_workspace(&txn, workspace_id, input.flow_id).await?;
     if let Some(id) = input.storage_block_id {
@@ -152,7 +152,7 @@ pub async fn update(
         .map(|w| work_queue_name(w.as_deref()))
         .transpose()?;
 
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let deployment = find_for(&txn, viewer, id, Role::Editor).await?;
     if let Some(Some(block_id)) = input.storage_block_id {
         ensure_storage_block(&txn, deployment.workspace_id, block_id).await?;
@@ -226,7 +226,7 @@ pub async fn set_schedule_active(
 /// Deletes the deployment (its flow runs keep running without it) and drops it from the
 /// work-queue filters that named it.
 pub async fn delete(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Uuid> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let deployment = find_for(&txn, viewer, id, Role::Editor).await?;
     let queues = work_queues::Entity::find()
         .filter(work_queues::Column::WorkspaceId.eq(deployment.workspace_id))

@@ -101,7 +101,7 @@ pub async fn create(
     validate_new(&mut input)?;
     let tags = runs_common::tags("tags", input.tags.take())?;
     let parameters = runs_common::parameters("parameters", input.parameters.take())?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     // The flow and the viewer's role in one statement; without a flow, the role still decides
     // the answer, so a stranger learns nothing about the workspace's flows.
     let flow = match with_viewer_role(
@@ -448,7 +448,7 @@ pub async fn set_state(
     force: bool,
 ) -> AppResult<Outcome> {
     proposed.validate()?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let run = with_viewer_role(
         flow_runs::Entity::find_by_id(flow_run_id).lock_exclusive(),
         flow_runs::Column::WorkspaceId,

@@ -32,7 +32,7 @@ pub async fn create(
 ) -> AppResult<flows::Model> {
     let name = validate::name("name", &input.name, NAME_MAX)?;
     let tags = validate::tags("tags", input.tags)?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
     if let Some(existing) = find_by_name(&txn, workspace_id, &name).await? {
         txn.commit().await?;

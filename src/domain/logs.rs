@@ -133,7 +133,7 @@ pub async fn create(
         statements.push((insert_sql(backend, rows), values));
     }
 
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     check_lines(
         &txn,
         viewer,

@@ -122,7 +122,7 @@ pub async fn create(
     let checked = check(&input)?;
     let settings = keep_masked("settings", checked.settings, None)?;
     let is_default = input.is_default.unwrap_or(false);
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
     let id = Uuid::now_v7();
     if is_default {
@@ -155,7 +155,7 @@ pub async fn update(
     input: StorageBlockInput,
 ) -> AppResult<storage_blocks::Model> {
     let checked = check(&input)?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let block = storage_blocks::Entity::find_by_id(id)
         .one(&txn)
         .await?
@@ -190,7 +190,7 @@ pub async fn update(
 
 /// Deletes the block; deployments that used it are left without storage.
 pub async fn delete(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Uuid> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let block = storage_blocks::Entity::find_by_id(id)
         .one(&txn)
         .await?

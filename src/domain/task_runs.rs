@@ -77,7 +77,7 @@ pub async fn create(
         .unwrap_or_else(|| ProposedState::new(StateType::Pending));
     proposed.validate()?;
 
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let flow_run = flow_runs::Entity::find_by_id(flow_run_id)
         .one(&txn)
         .await?
@@ -272,7 +272,7 @@ pub async fn set_state(
     force: bool,
 ) -> AppResult<Outcome> {
     proposed.validate()?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let task = with_viewer_role(
         task_runs::Entity::find_by_id(task_run_id).lock_exclusive(),
         task_runs::Column::WorkspaceId,

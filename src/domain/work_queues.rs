@@ -98,7 +98,7 @@ pub async fn create(
     input: WorkQueueInput,
 ) -> AppResult<work_queues::Model> {
     let checked = check(&input)?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, workspace_id, Role::Editor, "workspace").await?;
     let deployment_ids = checked.deployment_ids.unwrap_or_default();
     super::deployments::ensure_all_in_workspace(&txn, workspace_id, &deployment_ids).await?;
@@ -130,7 +130,7 @@ pub async fn update(
     input: WorkQueueInput,
 ) -> AppResult<work_queues::Model> {
     let checked = check(&input)?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let queue = find_for(&txn, viewer, id).await?;
     if let Some(ids) = &checked.deployment_ids {
         super::deployments::ensure_all_in_workspace(&txn, queue.workspace_id, ids).await?;
@@ -162,7 +162,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Uuid> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     find_for(&txn, viewer, id).await?;
     work_queues::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;

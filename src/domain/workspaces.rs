@@ -39,7 +39,7 @@ pub async fn create(
     let name = validate::name("name", &input.name, NAME_MAX)?;
     let description =
         validate::optional_text("description", input.description.as_deref(), DESCRIPTION_MAX)?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let owned = workspaces::Entity::find()
         .filter(workspaces::Column::OwnerId.eq(viewer.account_id))
         .count(&txn)
@@ -113,7 +113,7 @@ pub async fn update(
         .description
         .map(|d| validate::optional_text("description", d.as_deref(), DESCRIPTION_MAX))
         .transpose()?;
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let role = require_role(&txn, viewer, id, Role::Owner, "workspace").await?;
     let workspace = find(&txn, id).await?;
     if let Some(handle) = &handle {
@@ -143,7 +143,7 @@ pub async fn update(
 
 /// Deletes the workspace and, through cascading foreign keys, everything inside it.
 pub async fn delete(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Uuid> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     require_role(&txn, viewer, id, Role::Owner, "workspace").await?;
     workspaces::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;

@@ -38,7 +38,7 @@ pub async fn try_tick(state: &AppState, now: DateTime<Utc>) -> AppResult<Tick> {
         .await?;
     let mut marked = 0;
     for id in &due {
-        let txn = state.db.write().begin().await?;
+        let txn = state.db.begin_write().await?;
         // Re-read under the lock: a run claimed meanwhile is PENDING and is left alone.
         let Some(run) = lock_run(&txn, *id).await? else {
             continue;

@@ -19,7 +19,7 @@ pub async fn try_acquire(
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let expires_at = now + ttl;
     let renewed = leases::Entity::update_many()
         .col_expr(leases::Column::Holder, holder.into())

@@ -61,7 +61,7 @@ pub async fn try_tick(state: &AppState) -> AppResult<Pruned> {
         if expired_events.is_empty() && expired_logs.is_empty() {
             continue;
         }
-        let txn = state.db.write().begin().await?;
+        let txn = state.db.begin_write().await?;
         let mut markers: HashMap<&str, i64> = HashMap::new();
         if let Some(max) = expired_events.iter().map(|(_, seq)| *seq).max() {
             events::Entity::delete_many()

@@ -95,7 +95,7 @@ pub async fn try_tick(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> 
 /// Fills one deployment's schedule in one transaction, the deployment row locked so a
 /// concurrent pause or schedule change is decided before or after, never in between.
 pub async fn fill(state: &AppState, deployment_id: Uuid, now: DateTime<Utc>) -> AppResult<usize> {
-    let txn = state.db.write().begin().await?;
+    let txn = state.db.begin_write().await?;
     let Some(deployment) = deployments::Entity::find_by_id(deployment_id)
         .lock_exclusive()
         .one(&txn)

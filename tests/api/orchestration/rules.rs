@@ -518,3 +518,42 @@ async fn concurrent_pending_proposals_accept_exactly_one() {
         assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
     }
 }
+
+/// On SQLite another process may be writing (a server still draining after a restart, an
+/// admin command). A state change reads the run before it writes; it must wait for the write
+/// lock, not fail at once with "database is locked".
+#[tokio::test]
+async fn a_state_change_waits_while_another_process_holds_the_sqlite_write_lock() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let w = world("rules-busy").await;
+    if w.app.is_postgres() {
+        return;
+    }
+    let run = w
+        .run_id(json!({ "state": scheduled_at(Utc::now() - Duration::seconds(1)) }))
+        .await;
+    // The test's own connection stands in for the other process, mid-write.
+    let other_process = w.app.db.begin().await.unwrap();
+    other_process
+        .execute_unprepared("UPDATE flows SET name = name")
+        .await
+        .unwrap();
+
+    let change = try_set_flow_run_state(&w.app, &w.owner, run, state("PENDING"), false);
+    tokio::pin!(change);
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut change).await;
+    assert!(
+        early.is_err(),
+        "the change should wait for the lock, it answered {early:?}"
+    );
+    other_process.commit().await.unwrap();
+
+    let response = change.await;
+    assert_eq!(
+        data(&response)["setFlowRunState"]["status"],
+        "ACCEPT",
+        "{response}"
+    );
+    assert_eq!(w.read_run(run).await["state"]["type"], "PENDING");
+}
