@@ -264,6 +264,15 @@ impl Hub {
                 }
             }
         };
+        // Announce where the feed starts. A subscriber that joined before this read and read
+        // the log before an event the feed now counts as seen would otherwise wait for the next
+        // event to notice the gap; the announcement sends it to the log at once.
+        let _ = sender.send(Arc::new(Batch {
+            after: last,
+            last,
+            items: Vec::new(),
+            more: false,
+        }));
         let mut poll = tokio::time::interval(FEED_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

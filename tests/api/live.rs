@@ -1040,6 +1040,33 @@ async fn the_server_pings_idle_connections() {
     }
 }
 
+/// A workspace's feed starts when its first subscriber joins and reads where the log ends on
+/// its own. A change committed between the subscriber's replay and that read once waited for
+/// the workspace's next change to arrive. The window is narrow, so the race is run many times,
+/// each on a workspace nobody watches yet. (From cursor 0: the subscribe message has no answer
+/// to wait for, and a subscription from now may start after the change.)
+#[tokio::test]
+async fn a_change_made_while_a_workspace_feed_starts_reaches_its_first_subscriber() {
+    let app = spawn_app_with(|config| config.max_workspaces_per_account = 50).await;
+    let w = world_on(app, "feed-start").await;
+    for round in 0..40 {
+        let ws = w
+            .app
+            .create_workspace(&w.owner, &format!("feed-start-{round}"))
+            .await;
+        let flow = create_flow(&w.app, &w.owner, ws, "etl").await;
+        let mut client = connect_as(&w.app, Protocol::Transport, &w.owner.token).await;
+        client
+            .subscribe("runs", FLOW_SUB, flow_vars(ws, Value::Null, Some("0")))
+            .await;
+        let run = create_run(&w.app, &w.owner, ws, flow, Value::Null).await;
+        let event = client.next_event("runs", "flowRunStateChanged").await;
+        assert_eq!(event["flowRun"]["id"], run.to_string(), "round {round}");
+        assert_eq!(event["toState"]["type"], "SCHEDULED", "round {round}");
+        client.close().await;
+    }
+}
+
 #[tokio::test]
 async fn an_invalid_subscription_is_answered_with_an_error_message() {
     let w = world("pia").await;
