@@ -1,9 +1,7 @@
 //! Personal accounts: sign-up, log-in, profile, profile image and API keys.
 use chrono::{DateTime, Utc};
 use entity::{accounts, api_keys, profile_images};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use super::validate;

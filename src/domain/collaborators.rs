@@ -3,7 +3,7 @@ use chrono::{Duration, Utc};
 use entity::{accounts, invitations, workspace_members, workspaces};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 

@@ -5,7 +5,7 @@ use chrono::Utc;
 use entity::{storage_blocks, workspaces};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use serde_json::{Map, Value};
 use uuid::Uuid;

@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use entity::{flow_runs, task_run_dependencies, task_run_states, task_runs};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashSet;
 use uuid::Uuid;

@@ -3,7 +3,7 @@ use chrono::Utc;
 use entity::{event_counters, workspace_members, workspaces};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Set, TransactionTrait,
+    QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 

@@ -5,7 +5,7 @@
 //! runs or claims wake it.
 use chrono::{DateTime, Duration, Utc};
 use entity::flow_runs;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::domain::flow_runs::{lock_run, transition, SetStateStatus};

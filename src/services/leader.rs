@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::leases;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::error::AppResult;
 use crate::state::AppState;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{Duration, Utc};
 use entity::{events, logs, workspaces};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::error::AppResult;
