@@ -7,6 +7,7 @@ use entity::deployments as deployment_rows;
 use uuid::Uuid;
 
 use super::flows::Flow;
+use super::loaders::LoadOneBoxed;
 use super::pagination::{encode_cursor, Page, PageArgs};
 use super::storage::StorageBlock;
 use super::ContextExt;
@@ -90,7 +91,7 @@ impl Deployment {
     async fn flow(&self, ctx: &Context<'_>) -> AppResult<Flow> {
         ctx.loaders()?
             .flows
-            .load_one(self.0.flow_id)
+            .load_one_boxed(self.0.flow_id)
             .await
             .map_err(super::loaders::load_failed)?
             .map(Flow::from)
@@ -124,7 +125,7 @@ impl Deployment {
         Ok(ctx
             .loaders()?
             .storage_blocks
-            .load_one(id)
+            .load_one_boxed(id)
             .await
             .map_err(super::loaders::load_failed)?
             .map(StorageBlock))
@@ -140,7 +141,14 @@ impl Deployment {
             deployment_ids: Some(vec![self.0.id]),
             ..Default::default()
         };
-        super::runs::nested_flow_runs(ctx, self.0.workspace_id, first, after, filter).await
+        Box::pin(super::runs::nested_flow_runs(
+            ctx,
+            self.0.workspace_id,
+            first,
+            after,
+            filter,
+        ))
+        .await
     }
     /// Its next `SCHEDULED` runs, earliest first.
     async fn upcoming_flow_runs(
@@ -154,12 +162,12 @@ impl Deployment {
                 "must be between 0 and 200",
             ));
         }
-        let rows = crate::domain::flow_runs::upcoming(
+        let rows = Box::pin(crate::domain::flow_runs::upcoming(
             ctx.app()?,
             self.0.workspace_id,
             Some(self.0.id),
             first as u64,
-        )
+        ))
         .await?;
         Ok(rows.into_iter().map(super::runs::FlowRun::from).collect())
     }

@@ -5,6 +5,7 @@ use entity::flows as flow_rows;
 use uuid::Uuid;
 
 use super::deployments::Deployment;
+use super::loaders::LoadOneBoxed;
 use super::pagination::{encode_cursor, Page, PageArgs};
 use super::ContextExt;
 use crate::connection_type;
@@ -54,14 +55,21 @@ impl Flow {
             flow_ids: Some(vec![self.0.id]),
             ..Default::default()
         };
-        super::runs::nested_flow_runs(ctx, self.0.workspace_id, first, after, filter).await
+        Box::pin(super::runs::nested_flow_runs(
+            ctx,
+            self.0.workspace_id,
+            first,
+            after,
+            filter,
+        ))
+        .await
     }
     /// The flow's deployments, by name.
     async fn deployments(&self, ctx: &Context<'_>) -> AppResult<Vec<Deployment>> {
         let rows = ctx
             .loaders()?
             .deployments_by_flow
-            .load_one(self.0.id)
+            .load_one_boxed(self.0.id)
             .await
             .map_err(super::loaders::load_failed)?
             .unwrap_or_default();

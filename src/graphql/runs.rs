@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::{flow_runs, run_alerts, task_runs};
 use uuid::Uuid;
 
-use super::loaders::load_failed;
+use super::loaders::{load_failed, LoadOneBoxed};
 use super::logs::{LogConnection, LogLevel};
 use super::pagination::{PageArgs, PageInfo};
 use super::ContextExt;
@@ -253,7 +253,7 @@ impl FlowRun {
     async fn flow(&self, ctx: &Context<'_>) -> AppResult<super::flows::Flow> {
         ctx.loaders()?
             .flows
-            .load_one(self.0.flow_id)
+            .load_one_boxed(self.0.flow_id)
             .await
             .map_err(load_failed)?
             .map(super::flows::Flow::from)
@@ -269,7 +269,7 @@ impl FlowRun {
         Ok(ctx
             .loaders()?
             .deployments
-            .load_one(id)
+            .load_one_boxed(id)
             .await
             .map_err(load_failed)?
             .map(super::deployments::Deployment::from))
@@ -285,7 +285,7 @@ impl FlowRun {
         let rows = ctx
             .loaders()?
             .flow_run_states
-            .load_one(self.0.id)
+            .load_one_boxed(self.0.id)
             .await
             .map_err(load_failed)?
             .unwrap_or_default();
@@ -365,7 +365,7 @@ impl FlowRun {
         let rows = ctx
             .loaders()?
             .task_run_pages
-            .load_one(key)
+            .load_one_boxed(key)
             .await
             .map_err(load_failed)?
             .unwrap_or_default();
@@ -381,7 +381,7 @@ impl FlowRun {
         #[graphql(default = false)] newest_first: bool,
     ) -> AppResult<LogConnection> {
         let args = PageArgs::parse(first, after)?;
-        let page = domain_logs::list(
+        let page = Box::pin(domain_logs::list(
             ctx.app()?,
             &domain_logs::LogQuery {
                 flow_run_id: self.0.id,
@@ -390,13 +390,13 @@ impl FlowRun {
                 newest_first,
             },
             &args,
-        )
+        ))
         .await?;
         Ok(LogConnection(page))
     }
     /// The task runs as nodes and their dependencies as edges (at most 10,000 nodes).
     async fn graph(&self, ctx: &Context<'_>) -> AppResult<FlowRunGraph> {
-        let (nodes, edges) = domain_tasks::graph(ctx.app()?, self.0.id, 10_000).await?;
+        let (nodes, edges) = Box::pin(domain_tasks::graph(ctx.app()?, self.0.id, 10_000)).await?;
         Ok(FlowRunGraph {
             nodes: nodes
                 .into_iter()
@@ -483,7 +483,7 @@ impl TaskRun {
     async fn flow_run(&self, ctx: &Context<'_>) -> AppResult<FlowRun> {
         ctx.loaders()?
             .flow_runs
-            .load_one(self.0.flow_run_id)
+            .load_one_boxed(self.0.flow_run_id)
             .await
             .map_err(load_failed)?
             .map(FlowRun::from)
@@ -496,7 +496,7 @@ impl TaskRun {
         let rows = ctx
             .loaders()?
             .task_run_states
-            .load_one(self.0.id)
+            .load_one_boxed(self.0.id)
             .await
             .map_err(load_failed)?
             .unwrap_or_default();
@@ -512,7 +512,7 @@ impl TaskRun {
         Ok(ctx
             .loaders()?
             .upstream_task_runs
-            .load_one(self.0.id)
+            .load_one_boxed(self.0.id)
             .await
             .map_err(load_failed)?
             .unwrap_or_default()
@@ -548,7 +548,7 @@ impl TaskRun {
         #[graphql(default = false)] newest_first: bool,
     ) -> AppResult<LogConnection> {
         let args = PageArgs::parse(first, after)?;
-        let page = domain_logs::list(
+        let page = Box::pin(domain_logs::list(
             ctx.app()?,
             &domain_logs::LogQuery {
                 flow_run_id: self.0.flow_run_id,
@@ -557,7 +557,7 @@ impl TaskRun {
                 newest_first,
             },
             &args,
-        )
+        ))
         .await?;
         Ok(LogConnection(page))
     }
@@ -629,7 +629,7 @@ impl TaskRunConnection {
         let n = ctx
             .loaders()?
             .task_run_counts
-            .load_one(flow_run_id)
+            .load_one_boxed(flow_run_id)
             .await
             .map_err(load_failed)?
             .unwrap_or(0);
@@ -726,7 +726,7 @@ impl RunAlert {
     async fn flow_run(&self, ctx: &Context<'_>) -> AppResult<FlowRun> {
         ctx.loaders()?
             .flow_runs
-            .load_one(self.0.flow_run_id)
+            .load_one_boxed(self.0.flow_run_id)
             .await
             .map_err(load_failed)?
             .map(FlowRun::from)

@@ -5,6 +5,7 @@ use entity::{invitations, workspace_members};
 use uuid::Uuid;
 
 use super::accounts::Account;
+use super::loaders::LoadOneBoxed;
 use super::runs;
 use super::ContextExt;
 use crate::domain::collaborators::{self, InvitationStatus as DomainInvitationStatus};
@@ -77,7 +78,7 @@ impl From<WorkspaceView> for Workspace {
 pub(crate) async fn load_account(ctx: &Context<'_>, id: Uuid) -> AppResult<Account> {
     ctx.loaders()?
         .accounts
-        .load_one(id)
+        .load_one_boxed(id)
         .await
         .map_err(super::loaders::load_failed)?
         .map(Account)
@@ -245,7 +246,7 @@ impl Invitation {
         let model = ctx
             .loaders()?
             .workspaces
-            .load_one(self.0.workspace_id)
+            .load_one_boxed(self.0.workspace_id)
             .await
             .map_err(super::loaders::load_failed)?
             .ok_or_else(|| AppError::not_found("workspace"))?;
