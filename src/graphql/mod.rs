@@ -8,6 +8,7 @@ pub mod live;
 pub mod loaders;
 pub mod logs;
 pub mod pagination;
+pub mod plain_fields;
 pub mod runs;
 pub mod storage;
 pub mod work_queues;
@@ -53,6 +54,7 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub const MAX_DEPTH: usize = 15;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
+/// No extensions: `plain_fields` answers plain fields without a per-field `resolve` hook.
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::loaders::{load_failed, LoadOneBoxed};
 use super::logs::{LogConnection, LogLevel};
 use super::pagination::{PageArgs, PageInfo};
+use super::plain_fields::{ready, Plain, PlainFields, PlainValue};
 use super::ContextExt;
 use crate::domain::flow_runs::{
     self as domain_runs, AlertKind as DomainAlertKind, FlowRunFilter as DomainFilter,
@@ -122,6 +123,26 @@ impl From<FlowRunSort> for DomainSort {
 /// A run state.
 #[derive(Clone)]
 pub struct State(pub StateRecord);
+
+impl PlainValue for StateType {
+    fn plain_value(self) -> async_graphql::Value {
+        async_graphql::resolver_utils::enum_value(self)
+    }
+}
+
+impl PlainFields for State {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => ready(self.id(ctx)),
+            "type" => ready(self.state_type(ctx)),
+            "name" => ready(self.name(ctx)),
+            "message" => ready(self.message(ctx)),
+            "timestamp" => ready(self.timestamp(ctx)),
+            "scheduledTime" => ready(self.scheduled_time(ctx)),
+            _ => None,
+        }
+    }
+}
 
 #[Object]
 impl State {
@@ -242,6 +263,30 @@ impl From<Arc<flow_runs::Model>> for FlowRun {
     }
 }
 
+impl PlainFields for FlowRun {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => ready(self.id(ctx)),
+            "name" => ready(self.name(ctx)),
+            "workQueueName" => ready(self.work_queue_name(ctx)),
+            "tags" => ready(self.tags(ctx)),
+            "idempotencyKey" => ready(self.idempotency_key(ctx)),
+            "expectedStartTime" => ready(self.expected_start_time(ctx)),
+            "startTime" => ready(self.start_time(ctx)),
+            "endTime" => ready(self.end_time(ctx)),
+            "totalRunTime" => ready(self.total_run_time(ctx)),
+            "runCount" => ready(self.run_count(ctx)),
+            "retries" => ready(self.retries(ctx)),
+            "retryDelaySeconds" => ready(self.retry_delay_seconds(ctx)),
+            "estimatedStartTimeDelta" => ready(self.estimated_start_time_delta(ctx)),
+            "autoScheduled" => ready(self.auto_scheduled(ctx)),
+            "createdAt" => ready(self.created_at(ctx)),
+            "updatedAt" => ready(self.updated_at(ctx)),
+            _ => None,
+        }
+    }
+}
+
 #[Object]
 impl FlowRun {
     async fn id(&self) -> Uuid {
@@ -277,11 +322,11 @@ impl FlowRun {
     async fn work_queue_name(&self) -> Option<&str> {
         self.0.work_queue_name.as_deref()
     }
-    async fn state(&self) -> AppResult<State> {
-        Ok(State(StateRecord::of_flow_run(&self.0)?))
+    async fn state(&self) -> AppResult<Plain<State>> {
+        Ok(Plain(State(StateRecord::of_flow_run(&self.0)?)))
     }
     /// Oldest first.
-    async fn state_history(&self, ctx: &Context<'_>) -> AppResult<Vec<State>> {
+    async fn state_history(&self, ctx: &Context<'_>) -> AppResult<Vec<Plain<State>>> {
         let rows = ctx
             .loaders()?
             .flow_run_states
@@ -290,7 +335,7 @@ impl FlowRun {
             .map_err(load_failed)?
             .unwrap_or_default();
         rows.iter()
-            .map(|r| StateRecord::of_flow_run_state(r).map(State))
+            .map(|r| StateRecord::of_flow_run_state(r).map(|s| Plain(State(s))))
             .collect()
     }
     async fn parameters(&self) -> Json<serde_json::Value> {
@@ -466,6 +511,24 @@ impl From<Arc<task_runs::Model>> for TaskRun {
     }
 }
 
+impl PlainFields for TaskRun {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => ready(self.id(ctx)),
+            "name" => ready(self.name(ctx)),
+            "taskKey" => ready(self.task_key(ctx)),
+            "dynamicKey" => ready(self.dynamic_key(ctx)),
+            "tags" => ready(self.tags(ctx)),
+            "startTime" => ready(self.start_time(ctx)),
+            "endTime" => ready(self.end_time(ctx)),
+            "totalRunTime" => ready(self.total_run_time(ctx)),
+            "runCount" => ready(self.run_count(ctx)),
+            "createdAt" => ready(self.created_at(ctx)),
+            _ => None,
+        }
+    }
+}
+
 #[Object]
 impl TaskRun {
     async fn id(&self) -> Uuid {
@@ -489,10 +552,10 @@ impl TaskRun {
             .map(FlowRun::from)
             .ok_or_else(|| AppError::not_found("flow run"))
     }
-    async fn state(&self) -> AppResult<State> {
-        Ok(State(StateRecord::of_task_run(&self.0)?))
+    async fn state(&self) -> AppResult<Plain<State>> {
+        Ok(Plain(State(StateRecord::of_task_run(&self.0)?)))
     }
-    async fn state_history(&self, ctx: &Context<'_>) -> AppResult<Vec<State>> {
+    async fn state_history(&self, ctx: &Context<'_>) -> AppResult<Vec<Plain<State>>> {
         let rows = ctx
             .loaders()?
             .task_run_states
@@ -501,7 +564,7 @@ impl TaskRun {
             .map_err(load_failed)?
             .unwrap_or_default();
         rows.iter()
-            .map(|r| StateRecord::of_task_run_state(r).map(State))
+            .map(|r| StateRecord::of_task_run_state(r).map(|s| Plain(State(s))))
             .collect()
     }
     async fn tags(&self) -> Vec<String> {
@@ -566,7 +629,7 @@ impl TaskRun {
 #[derive(SimpleObject)]
 pub struct TaskRunEdge {
     cursor: String,
-    node: TaskRun,
+    node: Plain<TaskRun>,
 }
 
 /// Task runs, oldest first. `totalCount` is counted only when asked for, in one batched query.
@@ -604,12 +667,15 @@ impl TaskRunConnection {
             .iter()
             .map(|t| TaskRunEdge {
                 cursor: domain_tasks::cursor_of(t),
-                node: TaskRun(t.clone()),
+                node: Plain(TaskRun(t.clone())),
             })
             .collect()
     }
-    async fn nodes(&self) -> Vec<TaskRun> {
-        self.rows.iter().cloned().map(TaskRun::from).collect()
+    async fn nodes(&self) -> Vec<Plain<TaskRun>> {
+        self.rows
+            .iter()
+            .map(|t| Plain(TaskRun(t.clone())))
+            .collect()
     }
     async fn page_info(&self) -> PageInfo {
         PageInfo {
@@ -640,7 +706,7 @@ impl TaskRunConnection {
 #[derive(SimpleObject)]
 pub struct FlowRunEdge {
     cursor: String,
-    node: FlowRun,
+    node: Plain<FlowRun>,
 }
 
 /// A page of flow runs; `totalCount` runs its COUNT only when a client asks for it.
@@ -654,15 +720,15 @@ impl FlowRunConnection {
             .iter()
             .map(|(cursor, run)| FlowRunEdge {
                 cursor: cursor.clone(),
-                node: FlowRun(run.clone()),
+                node: Plain(FlowRun(run.clone())),
             })
             .collect()
     }
-    async fn nodes(&self) -> Vec<FlowRun> {
+    async fn nodes(&self) -> Vec<Plain<FlowRun>> {
         self.0
             .rows
             .iter()
-            .map(|(_, r)| FlowRun(r.clone()))
+            .map(|(_, r)| Plain(FlowRun(r.clone())))
             .collect()
     }
     async fn page_info(&self) -> PageInfo {

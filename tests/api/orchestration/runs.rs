@@ -687,3 +687,86 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .iter()
         .any(|r| r.id == bare && r.start_time.is_none()));
 }
+
+/// Runs, task runs and states answer their plain fields without async-graphql's per-field
+/// machinery unless a query uses fragments. The same fields through a fragment (the usual
+/// path) must give exactly the same answer, in the same request.
+#[tokio::test]
+async fn plain_fields_answer_as_the_resolvers_do() {
+    let w = world("plain-fields").await;
+    let waiting = w
+        .run_id(
+            json!({ "tags": ["a", "b"], "state": scheduled_at(Utc::now() + Duration::hours(1)) }),
+        )
+        .await;
+    let done = w
+        .run_id(json!({ "idempotencyKey": "k-1", "state": scheduled_at(Utc::now() - Duration::seconds(5)) }))
+        .await;
+    for step in ["PENDING", "RUNNING"] {
+        assert_eq!(w.set_state(done, state(step)).await["status"], "ACCEPT");
+    }
+    let task = uuid_at(
+        &w.task(done, json!({ "taskKey": "extract", "tags": ["x"] }))
+            .await["id"],
+    );
+    for step in ["RUNNING", "FAILED"] {
+        let result = w
+            .set_task_state(task, json!({ "type": step, "message": "boom" }), false)
+            .await;
+        assert_eq!(result["status"], "ACCEPT", "{result}");
+    }
+    w.task(waiting, json!({ "taskKey": "load" })).await;
+    assert_eq!(
+        w.set_state(done, json!({ "type": "COMPLETED", "message": "ok" }))
+            .await["status"],
+        "ACCEPT"
+    );
+
+    // The usual path is taken at every level through fragments: `state` selects `...S`.
+    const STATE: &str = "__typename id type name message timestamp scheduledTime";
+    let task_fields = |state: &str| {
+        format!(
+            "__typename id name taskKey dynamicKey tags startTime endTime totalRunTime runCount
+             createdAt state {{ {state} }} stateHistory {{ {state} }}"
+        )
+    };
+    let run_fields = |state: &str, task: &str| {
+        format!(
+            "__typename id name workQueueName tags idempotencyKey expectedStartTime startTime
+             endTime totalRunTime runCount retries retryDelaySeconds estimatedStartTimeDelta
+             autoScheduled createdAt updatedAt again: name
+             state {{ {state} }} stateHistory {{ {state} }} flow {{ name }}
+             taskRuns(first: 5) {{ nodes {{ {task} }} edges {{ node {{ {task} }} }} }}"
+        )
+    };
+    let plain_run = run_fields(STATE, &task_fields(STATE));
+    let query = format!(
+        "query($ws: UUID!) {{ workspace(id: $ws) {{
+            plain: flowRuns(first: 10) {{ nodes {{ {plain_run} }} edges {{ node {{ {plain_run} }} }} }}
+            usual: flowRuns(first: 10) {{ nodes {{ ...R }} edges {{ node {{ ...R }} }} }} }} }}
+         fragment R on FlowRun {{ {} }}
+         fragment T on TaskRun {{ {} }}
+         fragment S on State {{ {STATE} }}",
+        run_fields("...S", "...T"),
+        task_fields("...S"),
+    );
+    let page = w.query(&query, json!({ "ws": w.ws })).await;
+    let plain = &page["workspace"]["plain"];
+    let node = |id: Uuid| {
+        plain["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id.to_string())
+            .unwrap_or_else(|| panic!("run {id} missing: {page:#}"))
+            .clone()
+    };
+    assert_eq!(node(waiting)["tags"], json!(["a", "b"]));
+    assert_eq!(node(done)["state"]["type"], "COMPLETED");
+    assert_eq!(
+        node(done)["taskRuns"]["nodes"][0]["state"]["message"],
+        "boom"
+    );
+    assert_eq!(node(done)["taskRuns"]["nodes"][0]["tags"], json!(["x"]));
+    assert_eq!(plain, &page["workspace"]["usual"]);
+}
