@@ -5,8 +5,8 @@
 //! arguments and need nothing but the object itself are answered in place, and only the rest
 //! (loaders, arguments) go through the object's own resolvers.
 //!
-//! Anything unusual (fragments, custom directives, a response key used twice, extensions)
-//! takes async-graphql's own path, so the answer is always what it would have been.
+//! Anything unusual (fragments, custom directives, a response key used twice) takes
+//! async-graphql's own path, so the answer is always what it would have been.
 use std::borrow::Cow;
 
 use async_graphql::parser::types::{Field, Selection};
