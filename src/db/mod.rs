@@ -142,7 +142,12 @@ impl Db {
     pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
         let txn = self.write.begin().await?;
         if self.backend == DbBackend::Sqlite {
-            txn.execute_unprepared(TAKE_SQLITE_WRITE_LOCK).await?;
+            // As a prepared statement, so the connection's statement cache keeps it compiled.
+            txn.execute(Statement::from_string(
+                DbBackend::Sqlite,
+                TAKE_SQLITE_WRITE_LOCK,
+            ))
+            .await?;
         }
         Ok(txn)
     }
