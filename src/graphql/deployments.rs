@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::flows::Flow;
 use super::loaders::LoadOneBoxed;
 use super::pagination::{encode_cursor, Page, PageArgs};
+use super::plain_fields::{ready, PlainFields};
 use super::storage::StorageBlock;
 use super::ContextExt;
 use crate::connection_type;
@@ -73,6 +74,23 @@ impl From<&schedules::Schedule> for Schedule {
             anchor_date: schedule.anchor_date(),
             rrule: schedule.rrule().map(str::to_owned),
             timezone: schedule.timezone().name().to_owned(),
+        }
+    }
+}
+
+impl PlainFields for Deployment {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => ready(self.id(ctx)),
+            "name" => ready(self.name(ctx)),
+            "description" => ready(self.description(ctx)),
+            "isScheduleActive" => ready(self.is_schedule_active(ctx)),
+            "tags" => ready(self.tags(ctx)),
+            "entrypoint" => ready(self.entrypoint(ctx)),
+            "workQueueName" => ready(self.work_queue_name(ctx)),
+            "createdAt" => ready(self.created_at(ctx)),
+            "updatedAt" => ready(self.updated_at(ctx)),
+            _ => None,
         }
     }
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::deployments::Deployment;
 use super::loaders::LoadOneBoxed;
 use super::pagination::{encode_cursor, Page, PageArgs};
+use super::plain_fields::{ready, PlainFields};
 use super::ContextExt;
 use crate::connection_type;
 use crate::domain::flows::{self, FlowCursor, NewFlow};
@@ -29,6 +30,18 @@ impl From<std::sync::Arc<flow_rows::Model>> for Flow {
 }
 
 connection_type!(FlowConnection, FlowEdge, Flow, flow_rows::Model);
+
+impl PlainFields for Flow {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
+        match ctx.item.node.name.node.as_str() {
+            "id" => ready(self.id(ctx)),
+            "name" => ready(self.name(ctx)),
+            "tags" => ready(self.tags(ctx)),
+            "createdAt" => ready(self.created_at(ctx)),
+            _ => None,
+        }
+    }
+}
 
 #[Object]
 impl Flow {

@@ -295,19 +295,19 @@ impl FlowRun {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    async fn flow(&self, ctx: &Context<'_>) -> AppResult<super::flows::Flow> {
+    async fn flow(&self, ctx: &Context<'_>) -> AppResult<Plain<super::flows::Flow>> {
         ctx.loaders()?
             .flows
             .load_one_boxed(self.0.flow_id)
             .await
             .map_err(load_failed)?
-            .map(super::flows::Flow::from)
+            .map(|flow| Plain(super::flows::Flow::from(flow)))
             .ok_or_else(|| AppError::not_found("flow"))
     }
     async fn deployment(
         &self,
         ctx: &Context<'_>,
-    ) -> AppResult<Option<super::deployments::Deployment>> {
+    ) -> AppResult<Option<Plain<super::deployments::Deployment>>> {
         let Some(id) = self.0.deployment_id else {
             return Ok(None);
         };
@@ -317,7 +317,7 @@ impl FlowRun {
             .load_one_boxed(id)
             .await
             .map_err(load_failed)?
-            .map(super::deployments::Deployment::from))
+            .map(|deployment| Plain(super::deployments::Deployment::from(deployment))))
     }
     async fn work_queue_name(&self) -> Option<&str> {
         self.0.work_queue_name.as_deref()

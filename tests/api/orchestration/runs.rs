@@ -716,6 +716,11 @@ async fn plain_fields_answer_as_the_resolvers_do() {
         assert_eq!(result["status"], "ACCEPT", "{result}");
     }
     w.task(waiting, json!({ "taskKey": "load" })).await;
+    // In the future, as every run here that has not started: the delta of one that should
+    // have started grows with the clock between the two halves of the request.
+    let later = json!({ "state": scheduled_at(Utc::now() + Duration::hours(2)) });
+    let response = from_deployment(&w, w.deployment, Some(later)).await;
+    let deployed = uuid_at(&data(&response)["createFlowRunFromDeployment"]["id"]);
     assert_eq!(
         w.set_state(done, json!({ "type": "COMPLETED", "message": "ok" }))
             .await["status"],
@@ -730,24 +735,30 @@ async fn plain_fields_answer_as_the_resolvers_do() {
              createdAt state {{ {state} }} stateHistory {{ {state} }}"
         )
     };
-    let run_fields = |state: &str, task: &str| {
+    const FLOW: &str = "__typename id name tags createdAt";
+    const DEPLOYMENT: &str = "__typename id name description isScheduleActive tags entrypoint
+        workQueueName createdAt updatedAt";
+    let run_fields = |state: &str, task: &str, flow: &str, deployment: &str| {
         format!(
             "__typename id name workQueueName tags idempotencyKey expectedStartTime startTime
              endTime totalRunTime runCount retries retryDelaySeconds estimatedStartTimeDelta
              autoScheduled createdAt updatedAt again: name
-             state {{ {state} }} stateHistory {{ {state} }} flow {{ name }}
+             state {{ {state} }} stateHistory {{ {state} }}
+             flow {{ {flow} }} deployment {{ {deployment} }}
              taskRuns(first: 5) {{ nodes {{ {task} }} edges {{ node {{ {task} }} }} }}"
         )
     };
-    let plain_run = run_fields(STATE, &task_fields(STATE));
+    let plain_run = run_fields(STATE, &task_fields(STATE), FLOW, DEPLOYMENT);
     let query = format!(
         "query($ws: UUID!) {{ workspace(id: $ws) {{
             plain: flowRuns(first: 10) {{ nodes {{ {plain_run} }} edges {{ node {{ {plain_run} }} }} }}
             usual: flowRuns(first: 10) {{ nodes {{ ...R }} edges {{ node {{ ...R }} }} }} }} }}
          fragment R on FlowRun {{ {} }}
          fragment T on TaskRun {{ {} }}
-         fragment S on State {{ {STATE} }}",
-        run_fields("...S", "...T"),
+         fragment S on State {{ {STATE} }}
+         fragment F on Flow {{ {FLOW} }}
+         fragment D on Deployment {{ {DEPLOYMENT} }}",
+        run_fields("...S", "...T", "...F", "...D"),
         task_fields("...S"),
     );
     let page = w.query(&query, json!({ "ws": w.ws })).await;
@@ -768,5 +779,8 @@ async fn plain_fields_answer_as_the_resolvers_do() {
         "boom"
     );
     assert_eq!(node(done)["taskRuns"]["nodes"][0]["tags"], json!(["x"]));
+    assert_eq!(node(done)["flow"]["name"], "etl");
+    assert_eq!(node(done)["deployment"], Value::Null);
+    assert_eq!(node(deployed)["deployment"]["name"], "nightly");
     assert_eq!(plain, &page["workspace"]["usual"]);
 }
