@@ -159,14 +159,7 @@ impl Deployment {
             deployment_ids: Some(vec![self.0.id]),
             ..Default::default()
         };
-        Box::pin(super::runs::nested_flow_runs(
-            ctx,
-            self.0.workspace_id,
-            first,
-            after,
-            filter,
-        ))
-        .await
+        super::runs::nested_flow_runs(ctx, self.0.workspace_id, first, after, filter).await
     }
     /// Its next `SCHEDULED` runs, earliest first.
     async fn upcoming_flow_runs(

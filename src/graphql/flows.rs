@@ -68,14 +68,7 @@ impl Flow {
             flow_ids: Some(vec![self.0.id]),
             ..Default::default()
         };
-        Box::pin(super::runs::nested_flow_runs(
-            ctx,
-            self.0.workspace_id,
-            first,
-            after,
-            filter,
-        ))
-        .await
+        super::runs::nested_flow_runs(ctx, self.0.workspace_id, first, after, filter).await
     }
     /// The flow's deployments, by name.
     async fn deployments(&self, ctx: &Context<'_>) -> AppResult<Vec<Deployment>> {

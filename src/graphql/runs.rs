@@ -853,14 +853,16 @@ pub async fn nested_flow_runs(
     filter: FlowRunFilter,
 ) -> AppResult<FlowRunConnection> {
     let args = PageArgs::parse(first, after)?;
-    let page = domain_runs::list_unchecked(
+    // Boxed: held inline, the list query's large future would size every field of the flows
+    // and deployments that call this.
+    let page = Box::pin(domain_runs::list_unchecked(
         ctx.app()?,
         workspace_id,
         &filter.into(),
         DomainSort::default(),
         args.first,
         args.after,
-    )
+    ))
     .await?;
     Ok(FlowRunConnection(page))
 }
