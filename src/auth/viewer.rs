@@ -8,6 +8,24 @@ use super::api_keys as keys;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
+/// An `accounts` row by column position (see `flow_runs::RunByPosition`): every dashboard
+/// request with a session starts by reading it.
+pub struct AccountByPosition(pub accounts::Model);
+
+crate::db::positional_decoders!(
+    AccountByPosition,
+    accounts::Model {
+        id,
+        email,
+        handle,
+        name,
+        password_hash,
+        image_id,
+        created_at,
+        updated_at,
+    }
+);
+
 /// How the viewer proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
@@ -66,9 +84,16 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> AppResult<View
         return authenticate_api_key(state, token).await;
     }
     let claims = state.sessions.verify(token)?;
-    let account = accounts::Entity::find_by_id(claims.sub)
-        .one(state.db.read())
+    let select = accounts::Entity::find_by_id(claims.sub);
+    let AccountByPosition(account) = state
+        .db
+        .read_by_position::<AccountByPosition>(
+            sea_orm::QueryTrait::build(&select, state.db.backend()),
+            1,
+        )
         .await?
+        .into_iter()
+        .next()
         .ok_or_else(|| AppError::Unauthenticated("account no longer exists".into()))?;
     Ok(Viewer {
         account_id: account.id,

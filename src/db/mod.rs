@@ -165,14 +165,16 @@ impl Db {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Runs a select whose columns come in `T`'s field order (see `positional_decoders!`): on a
-    /// SQLite file through `sqlite_reads`, elsewhere through sea-orm.
+    /// Runs a select whose columns come in `T`'s field order (see `positional_decoders!`) and
+    /// which returns at most `most_rows` rows: on a SQLite file through `sqlite_reads`,
+    /// elsewhere through sea-orm.
     pub async fn read_by_position<T: ByPosition>(
         &self,
         statement: Statement,
+        most_rows: u64,
     ) -> Result<Vec<T>, DbErr> {
         match &self.sqlite_reads {
-            Some(reads) => reads.query(statement, T::from_sqlite_row).await,
+            Some(reads) => reads.query(statement, most_rows, T::from_sqlite_row).await,
             None => T::find_by_statement(statement).all(&self.read).await,
         }
     }

@@ -373,3 +373,31 @@ pub async fn ensure_all_in_workspace(
     }
     Ok(())
 }
+
+/// A `deployments` row decoded by column position (see `flow_runs::RunByPosition`), for the
+/// deployment loader. Only for `deployments::Entity::find()` selects.
+pub struct DeploymentByPosition(pub deployments::Model);
+
+crate::db::positional_decoders!(
+    DeploymentByPosition,
+    deployments::Model {
+        id,
+        workspace_id,
+        flow_id,
+        name,
+        description,
+        schedule_cron,
+        schedule_interval_seconds,
+        schedule_anchor_date,
+        schedule_rrule,
+        schedule_timezone,
+        is_schedule_active,
+        parameters,
+        tags,
+        entrypoint,
+        work_queue_name,
+        storage_block_id,
+        created_at,
+        updated_at,
+    }
+);

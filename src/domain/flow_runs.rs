@@ -888,7 +888,10 @@ pub async fn list_unchecked(
         .limit(first + 1);
     let rows = state
         .db
-        .read_by_position::<RunByPosition>(sea_orm::QueryTrait::build(&page, state.db.backend()))
+        .read_by_position::<RunByPosition>(
+            sea_orm::QueryTrait::build(&page, state.db.backend()),
+            first + 1,
+        )
         .await?;
     let has_next_page = rows.len() as u64 > first;
     let rows = rows

@@ -149,3 +149,19 @@ pub async fn list(
         .await?;
     Ok((rows, total))
 }
+
+/// A `flows` row decoded by column position (see `flow_runs::RunByPosition`), for the flow
+/// loader. Only for `flows::Entity::find()` selects.
+pub struct FlowByPosition(pub flows::Model);
+
+crate::db::positional_decoders!(
+    FlowByPosition,
+    flows::Model {
+        id,
+        workspace_id,
+        name,
+        tags,
+        created_at,
+        updated_at,
+    }
+);

@@ -190,19 +190,66 @@ pub async fn get(
     if let (Some(_), Some(handle)) = (id, handle) {
         query = query.filter(workspaces::Column::Handle.eq(handle.trim().to_lowercase()));
     }
-    // The workspace and the viewer's membership in one query: a dashboard asks on every page.
-    let found = query
+    // The workspace and the viewer's role in one query: a dashboard asks on every page.
+    let query = query
         .join(JoinType::InnerJoin, workspaces::Relation::Members.def())
         .filter(workspace_members::Column::AccountId.eq(viewer.account_id))
-        .select_also(workspace_members::Entity)
-        .one(state.db.read())
+        .column(workspace_members::Column::Role)
+        .limit(1);
+    let found = state
+        .db
+        .read_by_position::<WorkspaceWithRole>(
+            sea_orm::QueryTrait::build(&query, state.db.backend()),
+            1,
+        )
         .await?;
-    match found {
-        Some((workspace, Some(member))) => Ok(Some(WorkspaceView {
+    match found.into_iter().next() {
+        Some(WorkspaceWithRole(workspace, role)) => Ok(Some(WorkspaceView {
             workspace,
-            viewer_role: Role::parse(&member.role)?,
+            viewer_role: Role::parse(&role)?,
         })),
-        _ => Ok(None),
+        None => Ok(None),
+    }
+}
+
+/// A `workspaces` row by column position (see `flow_runs::RunByPosition`).
+pub struct WorkspaceByPosition(pub workspaces::Model);
+
+crate::db::positional_decoders!(
+    WorkspaceByPosition,
+    workspaces::Model {
+        id,
+        handle,
+        name,
+        description,
+        owner_id,
+        events_pruned_seq,
+        logs_pruned_seq,
+        created_at,
+        updated_at,
+    }
+);
+
+/// A workspace's columns followed by one member's role.
+pub struct WorkspaceWithRole(pub workspaces::Model, pub String);
+
+/// The role's column, after the workspace's.
+fn role_column() -> usize {
+    <workspaces::Column as sea_orm::Iterable>::iter().count()
+}
+
+impl sea_orm::FromQueryResult for WorkspaceWithRole {
+    fn from_query_result(row: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
+        let WorkspaceByPosition(workspace) = WorkspaceByPosition::from_query_result(row, pre)?;
+        Ok(Self(workspace, row.try_get_by_index(role_column())?))
+    }
+}
+
+impl crate::db::ByPosition for WorkspaceWithRole {
+    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let WorkspaceByPosition(workspace) = WorkspaceByPosition::from_sqlite_row(row)?;
+        let role = crate::db::sqlite_reads::column(row, role_column())?;
+        Ok(Self(workspace, role))
     }
 }
 

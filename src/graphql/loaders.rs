@@ -268,10 +268,13 @@ pub mod runs {
                 for (run_ids, statement) in
                     task_run_pages_statements(backend, &run_ids, fetch, after)
                 {
+                    let most_rows = run_ids.len() as u64 * fetch;
                     let rows = self
                         .0
                         .db
-                        .read_by_position::<crate::domain::task_runs::TaskRunByPosition>(statement)
+                        .read_by_position::<crate::domain::task_runs::TaskRunByPosition>(
+                            statement, most_rows,
+                        )
                         .await
                         .map_err(load_error)?;
                     let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
@@ -470,12 +473,17 @@ impl Loader<Uuid> for FlowLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = flows::Entity::find()
-            .filter(flows::Column::Id.is_in(keys.iter().copied()))
-            .all(self.0.db.read())
+        let select = flows::Entity::find().filter(flows::Column::Id.is_in(keys.iter().copied()));
+        let rows = self
+            .0
+            .db
+            .read_by_position::<crate::domain::flows::FlowByPosition>(
+                sea_orm::QueryTrait::build(&select, self.0.db.backend()),
+                keys.len() as u64,
+            )
             .await
             .map_err(load_error)?;
-        Ok(rows.into_iter().map(|r| (r.id, Arc::new(r))).collect())
+        Ok(rows.into_iter().map(|r| (r.0.id, Arc::new(r.0))).collect())
     }
 }
 
@@ -488,12 +496,18 @@ impl Loader<Uuid> for DeploymentLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = deployments::Entity::find()
-            .filter(deployments::Column::Id.is_in(keys.iter().copied()))
-            .all(self.0.db.read())
+        let select =
+            deployments::Entity::find().filter(deployments::Column::Id.is_in(keys.iter().copied()));
+        let rows = self
+            .0
+            .db
+            .read_by_position::<crate::domain::deployments::DeploymentByPosition>(
+                sea_orm::QueryTrait::build(&select, self.0.db.backend()),
+                keys.len() as u64,
+            )
             .await
             .map_err(load_error)?;
-        Ok(rows.into_iter().map(|r| (r.id, Arc::new(r))).collect())
+        Ok(rows.into_iter().map(|r| (r.0.id, Arc::new(r.0))).collect())
     }
 }
 

@@ -607,7 +607,7 @@ where
         .app
         .state
         .db
-        .read_by_position::<W>(statement)
+        .read_by_position::<W>(statement, derived.len() as u64)
         .await
         .unwrap()
         .into_iter()
@@ -686,6 +686,75 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
     assert!(derived
         .iter()
         .any(|r| r.id == bare && r.start_time.is_none()));
+}
+
+/// Flows, deployments, accounts and workspaces (the loaders and the per-request reads of a
+/// page) decode by position too: with every optional column filled in and with none.
+#[tokio::test]
+async fn the_catalog_decoders_read_rows_exactly_like_the_derived_ones() {
+    let w = world("cpos").await;
+    let storage = w
+        .query(
+            "mutation($ws: UUID!) { createStorageBlock(workspaceId: $ws, input: {
+            name: \"s3\", kind: \"s3\", settings: { bucket: \"b\" } }) { id } }",
+            json!({ "ws": w.ws }),
+        )
+        .await["createStorageBlock"]["id"]
+        .clone();
+    let flow = create_flow(&w.app, &w.owner, w.ws, "reports").await;
+    let full = create_deployment(
+        &w.app,
+        &w.owner,
+        w.ws,
+        json!({ "flowId": flow, "name": "full", "description": "every column",
+            "schedule": { "cron": "0 3 * * *", "timezone": "Europe/Paris" },
+            "isScheduleActive": false, "parameters": { "day": "mon", "n": [1, 2] },
+            "tags": ["x", "y"], "entrypoint": "flows.py:reports", "workQueueName": "q1",
+            "storageBlockId": storage }),
+    )
+    .await;
+    let interval = create_deployment(
+        &w.app,
+        &w.owner,
+        w.ws,
+        json!({ "flowId": flow, "name": "every-minute",
+            "schedule": { "interval": 60, "anchorDate": "2026-12-07T01:02:03.456789Z" } }),
+    )
+    .await;
+    let flows = read_three_ways::<entity::flows::Entity, _>(
+        &w,
+        entity::flows::Column::Id,
+        |r: flowcloud::domain::flows::FlowByPosition| r.0,
+    )
+    .await;
+    assert_eq!(flows.len(), 2);
+    let deployments = read_three_ways::<entity::deployments::Entity, _>(
+        &w,
+        entity::deployments::Column::Id,
+        |r: flowcloud::domain::deployments::DeploymentByPosition| r.0,
+    )
+    .await;
+    assert_eq!(deployments.len(), 3);
+    let full = deployments.iter().find(|d| d.id == full).unwrap();
+    assert!(full.storage_block_id.is_some() && full.schedule_timezone.is_some());
+    assert!(!full.is_schedule_active);
+    let interval = deployments.iter().find(|d| d.id == interval).unwrap();
+    assert_eq!(interval.schedule_interval_seconds, Some(60));
+    assert!(interval.schedule_anchor_date.is_some() && interval.description.is_none());
+    let accounts = read_three_ways::<entity::accounts::Entity, _>(
+        &w,
+        entity::accounts::Column::Id,
+        |r: flowcloud::auth::viewer::AccountByPosition| r.0,
+    )
+    .await;
+    assert_eq!(accounts.len(), 1);
+    let workspaces = read_three_ways::<entity::workspaces::Entity, _>(
+        &w,
+        entity::workspaces::Column::Id,
+        |r: flowcloud::domain::workspaces::WorkspaceByPosition| r.0,
+    )
+    .await;
+    assert_eq!(workspaces.len(), 1);
 }
 
 /// Runs, task runs and states answer their plain fields without async-graphql's per-field
