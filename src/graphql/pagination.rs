@@ -16,6 +16,19 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+impl super::plain_fields::PlainFields for PageInfo {
+    fn plain_field(&self, ctx: &async_graphql::Context<'_>) -> Option<async_graphql::Value> {
+        use super::plain_fields::PlainValue;
+        Some(match ctx.item.node.name.node.as_str() {
+            "hasNextPage" => self.has_next_page.plain_value(),
+            "hasPreviousPage" => self.has_previous_page.plain_value(),
+            "startCursor" => self.start_cursor.as_deref().plain_value(),
+            "endCursor" => self.end_cursor.as_deref().plain_value(),
+            _ => return None,
+        })
+    }
+}
+
 /// Validated page arguments.
 #[derive(Debug, Clone)]
 pub struct PageArgs {

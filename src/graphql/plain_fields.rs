@@ -58,14 +58,7 @@ pub async fn resolve<T: PlainFields>(
     let mut resolving: Vec<BoxFuture<'_, (usize, ServerResult<Option<Value>>)>> = Vec::new();
     for field in fields {
         let key = field.node.response_key().node.clone();
-        let name = field.node.name.node.as_str();
-        let plain = if name == "__typename" {
-            Some(Value::String(object.introspection_type_name().into_owned()))
-        } else if field.node.arguments.is_empty() {
-            object.plain_field(&ctx.with_field(field))
-        } else {
-            None
-        };
+        let plain = plain_value_of(ctx, object, field);
         if plain.is_none() {
             let index = values.len();
             resolving.push(Box::pin(async move {
@@ -91,6 +84,128 @@ pub async fn resolve<T: PlainFields>(
     } else {
         Value::Object(object)
     })
+}
+
+fn plain_value_of<T: PlainFields>(
+    ctx: &ContextSelectionSet<'_>,
+    object: &T,
+    field: &Positioned<Field>,
+) -> Option<Value> {
+    if field.node.name.node.as_str() == "__typename" {
+        Some(Value::String(object.introspection_type_name().into_owned()))
+    } else {
+        object.plain_field(&ctx.with_field(field))
+    }
+}
+
+/// `object`'s selection set, resolved here and now if every selected field is plain (nested
+/// objects included); `None` sends the whole selection the usual way.
+fn resolve_in_place<T: PlainFields>(ctx: &ContextSelectionSet<'_>, object: &T) -> Option<Value> {
+    let fields = plain_selection(ctx)?;
+    let mut values = async_graphql::indexmap::IndexMap::with_capacity(fields.len());
+    for field in fields {
+        let value = plain_value_of(ctx, object, field)?;
+        values.insert(field.node.response_key().node.clone(), value);
+    }
+    Some(Value::Object(values))
+}
+
+/// What a resolver written as `-> T` or `-> Result<T, E>` gives back.
+pub trait ResolverOutput {
+    type Value;
+    /// The value, or `None` for an error (the field then goes the usual way and fails there).
+    fn value(self) -> Option<Self::Value>;
+}
+
+impl<T, E> ResolverOutput for Result<T, E> {
+    type Value = T;
+    fn value(self) -> Option<T> {
+        self.ok()
+    }
+}
+
+impl<T> ResolverOutput for Plain<T> {
+    type Value = Self;
+    fn value(self) -> Option<Self> {
+        Some(self)
+    }
+}
+
+impl<T> ResolverOutput for Vec<T> {
+    type Value = Self;
+    fn value(self) -> Option<Self> {
+        Some(self)
+    }
+}
+
+impl ResolverOutput for super::pagination::PageInfo {
+    type Value = Self;
+    fn value(self) -> Option<Self> {
+        Some(self)
+    }
+}
+
+/// The output of a resolver that awaits nothing.
+fn ready_output<R: ResolverOutput>(
+    resolver: impl std::future::Future<Output = async_graphql::Result<R>>,
+) -> Option<R::Value> {
+    futures_util::FutureExt::now_or_never(resolver)?
+        .ok()?
+        .value()
+}
+
+/// The value of an object-typed field (`ctx`'s field) whose resolver awaits nothing, its
+/// selection set resolved in place; `None` if the resolver waited or failed, or a selected
+/// field is not plain (the field then goes the usual way).
+pub fn ready_object<T: PlainFields, R: ResolverOutput<Value = T>>(
+    ctx: &Context<'_>,
+    resolver: impl std::future::Future<Output = async_graphql::Result<R>>,
+) -> Option<Value> {
+    let object = ready_output(resolver)?;
+    resolve_in_place(
+        &ctx.with_selection_set(&ctx.item.node.selection_set),
+        &object,
+    )
+}
+
+/// [`ready_object`] for a field that may be null.
+pub fn ready_optional_object<T: PlainFields, R: ResolverOutput<Value = Option<T>>>(
+    ctx: &Context<'_>,
+    resolver: impl std::future::Future<Output = async_graphql::Result<R>>,
+) -> Option<Value> {
+    match ready_output(resolver)? {
+        Some(object) => resolve_in_place(
+            &ctx.with_selection_set(&ctx.item.node.selection_set),
+            &object,
+        ),
+        None => Some(Value::Null),
+    }
+}
+
+/// [`ready_object`] for a list of objects.
+pub fn ready_list<T: PlainFields, R: ResolverOutput<Value = Vec<T>>>(
+    ctx: &Context<'_>,
+    resolver: impl std::future::Future<Output = async_graphql::Result<R>>,
+) -> Option<Value> {
+    let objects = ready_output(resolver)?;
+    let ctx = ctx.with_selection_set(&ctx.item.node.selection_set);
+    let values = objects
+        .iter()
+        .map(|object| resolve_in_place(&ctx, object))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Value::List(values))
+}
+
+impl<T: PlainFields> PlainFields for Plain<T> {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<Value> {
+        self.0.plain_field(ctx)
+    }
+}
+
+impl<T: PlainFields> ContainerType for Plain<T> {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        self.0.resolve_field(ctx).await
+    }
 }
 
 /// The selected fields, if they are all plain fields (no fragment, no directive left after

@@ -1,4 +1,5 @@
 //! Flow runs, task runs, states, orchestration results, the run graph, summaries and alerts.
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
@@ -9,7 +10,9 @@ use uuid::Uuid;
 use super::loaders::{load_failed, LoadOneBoxed};
 use super::logs::{LogConnection, LogLevel};
 use super::pagination::{PageArgs, PageInfo};
-use super::plain_fields::{ready, Plain, PlainFields, PlainValue};
+use super::plain_fields::{
+    ready, ready_list, ready_object, ready_optional_object, Plain, PlainFields, PlainValue,
+};
 use super::ContextExt;
 use crate::domain::flow_runs::{
     self as domain_runs, AlertKind as DomainAlertKind, FlowRunFilter as DomainFilter,
@@ -248,24 +251,209 @@ impl From<FlowRunFilter> for DomainFilter {
 }
 
 /// Shared rows: a page, a loader batch and a live event hand the same row to many fields.
+/// A run on a page also shares what the page loaded ahead for all its runs.
 #[derive(Clone)]
-pub struct FlowRun(pub Arc<flow_runs::Model>);
+pub struct FlowRun(pub Arc<flow_runs::Model>, pub Option<Arc<PageRelations>>);
 
 impl From<flow_runs::Model> for FlowRun {
     fn from(m: flow_runs::Model) -> Self {
-        Self(Arc::new(m))
+        Self(Arc::new(m), None)
     }
 }
 
 impl From<Arc<flow_runs::Model>> for FlowRun {
     fn from(m: Arc<flow_runs::Model>) -> Self {
-        Self(m)
+        Self(m, None)
+    }
+}
+
+/// The related rows a page of runs selects (flows, deployments, nested task-run pages),
+/// loaded for the whole page before its runs resolve, so that each run's fields are answered
+/// in place instead of each waiting on a loader (`plain_fields`). Batched through the same
+/// loaders, so a page costs the same statements either way.
+#[derive(Default)]
+pub struct PageRelations {
+    flows: Option<HashMap<Uuid, Arc<entity::flows::Model>>>,
+    deployments: Option<HashMap<Uuid, Arc<entity::deployments::Model>>>,
+    task_runs: Option<PageTaskRuns>,
+}
+
+/// Every run's first task-run page for one set of `taskRuns` arguments.
+struct PageTaskRuns {
+    first: Option<i32>,
+    after: Option<String>,
+    by_run: HashMap<Uuid, Vec<Arc<task_runs::Model>>>,
+}
+
+impl PageRelations {
+    /// Loads what the runs' selection (`nodes`) asks of their relations. Anything it does not
+    /// recognise (`taskRuns` twice with different arguments, arguments that do not parse) is
+    /// left to the runs' own resolvers.
+    async fn load<'a>(
+        ctx: &Context<'_>,
+        runs: impl Iterator<Item = &'a Arc<flow_runs::Model>> + Clone,
+        nodes: impl Iterator<Item = async_graphql::SelectionField<'_>>,
+    ) -> AppResult<Option<Arc<Self>>> {
+        let (mut flows, mut deployments) = (false, false);
+        let mut task_run_arguments = Vec::new();
+        for field in nodes {
+            match field.name() {
+                "flow" => flows = true,
+                "deployment" => deployments = true,
+                "taskRuns" => {
+                    let arguments = page_arguments(&field);
+                    if !task_run_arguments.contains(&arguments) {
+                        task_run_arguments.push(arguments);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let task_runs = match task_run_arguments.as_slice() {
+            [Some((first, after))] => {
+                task_run_page_key(*first, after.as_deref()).map(|key| (first, after, key))
+            }
+            _ => None,
+        };
+        if !flows && !deployments && task_runs.is_none() {
+            return Ok(None);
+        }
+        let loaders = ctx.loaders()?;
+        let unique = |ids: &mut Vec<Uuid>| {
+            ids.sort_unstable();
+            ids.dedup();
+        };
+        let load_flows = async {
+            if !flows {
+                return Ok(None);
+            }
+            let mut ids: Vec<Uuid> = runs.clone().map(|r| r.flow_id).collect();
+            unique(&mut ids);
+            loaders.flows.load_many(ids).await.map(Some)
+        };
+        let load_deployments = async {
+            if !deployments {
+                return Ok(None);
+            }
+            let mut ids: Vec<Uuid> = runs.clone().filter_map(|r| r.deployment_id).collect();
+            unique(&mut ids);
+            loaders.deployments.load_many(ids).await.map(Some)
+        };
+        let load_task_runs = async {
+            let Some((first, after, key)) = &task_runs else {
+                return Ok(None);
+            };
+            let keys = runs.clone().map(|r| super::loaders::TaskRunPageKey {
+                flow_run_id: r.id,
+                ..key.clone()
+            });
+            let pages = loaders.task_run_pages.load_many(keys).await?;
+            Ok(Some(PageTaskRuns {
+                first: **first,
+                after: (*after).clone(),
+                by_run: pages
+                    .into_iter()
+                    .map(|(key, rows)| (key.flow_run_id, rows))
+                    .collect(),
+            }))
+        };
+        let (flows, deployments, task_runs) =
+            futures_util::try_join!(load_flows, load_deployments, load_task_runs)
+                .map_err(load_failed)?;
+        Ok(Some(Arc::new(Self {
+            flows,
+            deployments,
+            task_runs,
+        })))
+    }
+}
+
+/// A `taskRuns` field's `first` and `after`, as its resolver would receive them; `None` if
+/// they are not plain values of those types.
+fn page_arguments(
+    field: &async_graphql::SelectionField<'_>,
+) -> Option<(Option<i32>, Option<String>)> {
+    let (mut first, mut after) = (None, None);
+    for (name, value) in field.arguments().ok()? {
+        match (name.as_str(), value) {
+            ("first", async_graphql::Value::Number(n)) => {
+                first = Some(i32::try_from(n.as_i64()?).ok()?)
+            }
+            ("after", async_graphql::Value::String(cursor)) => after = Some(cursor),
+            (_, async_graphql::Value::Null) => {}
+            _ => return None,
+        }
+    }
+    Some((first, after))
+}
+
+/// The loader key of a run's task-run page for these arguments (its run id left nil); `None`
+/// if they are invalid (the resolver then reports it).
+fn task_run_page_key(
+    first: Option<i32>,
+    after: Option<&str>,
+) -> Option<super::loaders::TaskRunPageKey> {
+    let args = PageArgs::parse(first, after.map(str::to_owned)).ok()?;
+    let position = args
+        .after
+        .as_deref()
+        .map(domain_tasks::decode_position)
+        .transpose()
+        .ok()?;
+    Some(super::loaders::TaskRunPageKey {
+        flow_run_id: Uuid::nil(),
+        fetch: args.fetch_limit(),
+        after: position,
+    })
+}
+
+impl FlowRun {
+    fn page_relations(&self) -> Option<&PageRelations> {
+        self.1.as_deref()
+    }
+
+    /// The run's flow, if the page loaded the flows (`Some(None)`: it has none).
+    fn page_flow(&self) -> Option<Option<Arc<entity::flows::Model>>> {
+        let flows = self.page_relations()?.flows.as_ref()?;
+        Some(flows.get(&self.0.flow_id).cloned())
+    }
+
+    fn page_deployment(&self) -> Option<Option<Arc<entity::deployments::Model>>> {
+        let deployments = self.page_relations()?.deployments.as_ref()?;
+        Some(
+            self.0
+                .deployment_id
+                .and_then(|id| deployments.get(&id).cloned()),
+        )
+    }
+
+    /// The run's task runs, if the page loaded them for these arguments.
+    fn page_task_runs(
+        &self,
+        first: Option<i32>,
+        after: &Option<String>,
+    ) -> Option<Vec<Arc<task_runs::Model>>> {
+        let pages = self.page_relations()?.task_runs.as_ref()?;
+        (pages.first == first && &pages.after == after)
+            .then(|| pages.by_run.get(&self.0.id).cloned().unwrap_or_default())
     }
 }
 
 impl PlainFields for FlowRun {
     fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
         match ctx.item.node.name.node.as_str() {
+            "state" => ready_object(ctx, self.state(ctx)),
+            // Only what the page loaded: the loader's future must not start here and be dropped.
+            "flow" if self.page_flow().is_some() => ready_object(ctx, self.flow(ctx)),
+            "deployment" if self.page_deployment().is_some() || self.0.deployment_id.is_none() => {
+                ready_optional_object(ctx, self.deployment(ctx))
+            }
+            "taskRuns" => {
+                let first = ctx.param_value::<Option<i32>>("first", None).ok()?.1;
+                let after = ctx.param_value::<Option<String>>("after", None).ok()?.1;
+                self.page_task_runs(first, &after)?;
+                ready_object(ctx, self.task_runs(ctx, first, after))
+            }
             "id" => ready(self.id(ctx)),
             "name" => ready(self.name(ctx)),
             "workQueueName" => ready(self.work_queue_name(ctx)),
@@ -296,6 +484,11 @@ impl FlowRun {
         &self.0.name
     }
     async fn flow(&self, ctx: &Context<'_>) -> AppResult<Plain<super::flows::Flow>> {
+        if let Some(flow) = self.page_flow() {
+            return flow
+                .map(|flow| Plain(super::flows::Flow::from(flow)))
+                .ok_or_else(|| AppError::not_found("flow"));
+        }
         ctx.loaders()?
             .flows
             .load_one_boxed(self.0.flow_id)
@@ -311,6 +504,9 @@ impl FlowRun {
         let Some(id) = self.0.deployment_id else {
             return Ok(None);
         };
+        if let Some(deployment) = self.page_deployment() {
+            return Ok(deployment.map(|d| Plain(super::deployments::Deployment::from(d))));
+        }
         Ok(ctx
             .loaders()?
             .deployments
@@ -396,6 +592,10 @@ impl FlowRun {
         first: Option<i32>,
         after: Option<String>,
     ) -> AppResult<TaskRunConnection> {
+        if let Some(rows) = self.page_task_runs(first, &after) {
+            let args = PageArgs::parse(first, after)?;
+            return Ok(TaskRunConnection::new(rows, &args, Some(self.0.id)));
+        }
         let args = PageArgs::parse(first, after)?;
         let position = args
             .after
@@ -514,6 +714,7 @@ impl From<Arc<task_runs::Model>> for TaskRun {
 impl PlainFields for TaskRun {
     fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
         match ctx.item.node.name.node.as_str() {
+            "state" => ready_object(ctx, self.state(ctx)),
             "id" => ready(self.id(ctx)),
             "name" => ready(self.name(ctx)),
             "taskKey" => ready(self.task_key(ctx)),
@@ -660,6 +861,16 @@ impl TaskRunConnection {
     }
 }
 
+impl PlainFields for TaskRunConnection {
+    fn plain_field(&self, ctx: &Context<'_>) -> Option<async_graphql::Value> {
+        match ctx.item.node.name.node.as_str() {
+            "nodes" => ready_list(ctx, self.nodes(ctx)),
+            "pageInfo" => ready_object(ctx, self.page_info(ctx)),
+            _ => None,
+        }
+    }
+}
+
 #[Object]
 impl TaskRunConnection {
     async fn edges(&self) -> Vec<TaskRunEdge> {
@@ -712,24 +923,42 @@ pub struct FlowRunEdge {
 /// A page of flow runs; `totalCount` runs its COUNT only when a client asks for it.
 pub struct FlowRunConnection(pub domain_runs::RunPage);
 
+impl FlowRunConnection {
+    fn runs(&self) -> impl Iterator<Item = &Arc<flow_runs::Model>> + Clone {
+        self.0.rows.iter().map(|(_, run)| run)
+    }
+}
+
 #[Object]
 impl FlowRunConnection {
-    async fn edges(&self) -> Vec<FlowRunEdge> {
-        self.0
+    async fn edges(&self, ctx: &Context<'_>) -> AppResult<Vec<FlowRunEdge>> {
+        let field = ctx.field();
+        let edges: Vec<_> = field
+            .selection_set()
+            .filter(|f| f.name() == "node")
+            .collect();
+        let nodes: Vec<_> = edges.iter().flat_map(|node| node.selection_set()).collect();
+        let related = Box::pin(PageRelations::load(ctx, self.runs(), nodes.into_iter())).await?;
+        Ok(self
+            .0
             .rows
             .iter()
             .map(|(cursor, run)| FlowRunEdge {
                 cursor: cursor.clone(),
-                node: Plain(FlowRun(run.clone())),
+                node: Plain(FlowRun(run.clone(), related.clone())),
             })
-            .collect()
+            .collect())
     }
-    async fn nodes(&self) -> Vec<Plain<FlowRun>> {
-        self.0
+    async fn nodes(&self, ctx: &Context<'_>) -> AppResult<Vec<Plain<FlowRun>>> {
+        let field = ctx.field();
+        let nodes: Vec<_> = field.selection_set().collect();
+        let related = Box::pin(PageRelations::load(ctx, self.runs(), nodes.into_iter())).await?;
+        Ok(self
+            .0
             .rows
             .iter()
-            .map(|(_, r)| Plain(FlowRun(r.clone())))
-            .collect()
+            .map(|(_, r)| Plain(FlowRun(r.clone(), related.clone())))
+            .collect())
     }
     async fn page_info(&self) -> PageInfo {
         PageInfo {

@@ -853,3 +853,102 @@ async fn plain_fields_answer_as_the_resolvers_do() {
     assert_eq!(node(deployed)["deployment"]["name"], "nightly");
     assert_eq!(plain, &page["workspace"]["usual"]);
 }
+
+/// A page of runs loads its runs' flows, deployments and task-run pages ahead, for all its runs
+/// at once. Each run must read exactly what it reads alone (`flowRun(id)`, through the
+/// loaders): with one set of task-run arguments, with a cursor, and with two sets at once
+/// (which the page leaves to each run's own resolver).
+#[tokio::test]
+async fn a_page_of_runs_reads_its_relations_as_each_run_does_alone() {
+    let w = world("page-relations").await;
+    let other_flow = create_flow(&w.app, &w.owner, w.ws, "other").await;
+    let response = from_deployment(&w, w.deployment, None).await;
+    let deployed = uuid_at(&data(&response)["createFlowRunFromDeployment"]["id"]);
+    let plain = w.run_id(json!({})).await;
+    let other = uuid_at(&create_run(&w.app, &w.owner, w.ws, other_flow, json!({})).await["id"]);
+    let mut first_task = None;
+    for (run, tasks) in [(deployed, 3), (plain, 1), (other, 0)] {
+        for i in 0..tasks {
+            let task = w
+                .task(
+                    run,
+                    json!({ "taskKey": format!("t{i}"), "name": format!("task-{i}") }),
+                )
+                .await;
+            first_task.get_or_insert(task);
+        }
+    }
+    for step in ["PENDING", "RUNNING"] {
+        assert_eq!(w.set_state(deployed, state(step)).await["status"], "ACCEPT");
+    }
+    let result = w
+        .set_task_state(uuid_at(&first_task.unwrap()["id"]), state("RUNNING"), false)
+        .await;
+    assert_eq!(result["status"], "ACCEPT", "{result}");
+    let edges = w
+        .query(
+            "query($id: UUID!) { flowRun(id: $id) { taskRuns { edges { cursor } } } }",
+            json!({ "id": deployed }),
+        )
+        .await;
+    let cursor = edges["flowRun"]["taskRuns"]["edges"][0]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let task_page = "nodes { id name state { type name } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }";
+    for selection in [
+        format!("taskRuns(first: 2) {{ {task_page} }}"),
+        format!("taskRuns(first: 2, after: \"{cursor}\") {{ {task_page} }}"),
+        format!("two: taskRuns(first: 2) {{ {task_page} }} all: taskRuns {{ {task_page} }}"),
+    ] {
+        let fields = format!(
+            "id name flow {{ id name }} deployment {{ id name }} state {{ type }} {selection}"
+        );
+        let page = w
+            .query(
+                &format!(
+                    "query($ws: UUID!) {{ workspace(id: $ws) {{
+                        flowRuns {{ nodes {{ {fields} }} edges {{ node {{ {fields} }} }} }} }} }}"
+                ),
+                json!({ "ws": w.ws }),
+            )
+            .await;
+        let runs = &page["workspace"]["flowRuns"];
+        let nodes = runs["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3);
+        for (i, node) in nodes.iter().enumerate() {
+            let alone = w
+                .query(
+                    &format!("query($id: UUID!) {{ flowRun(id: $id) {{ {fields} }} }}"),
+                    json!({ "id": node["id"] }),
+                )
+                .await;
+            assert_eq!(node, &alone["flowRun"], "{selection}");
+            assert_eq!(node, &runs["edges"][i]["node"], "{selection}");
+        }
+    }
+    // What the page read is what was written.
+    let page = w
+        .query(
+            "query($ws: UUID!) { workspace(id: $ws) { flowRuns { nodes {
+                id flow { name } deployment { name } taskRuns(first: 2) { nodes { name state { type } }
+                pageInfo { hasNextPage } } } } } }",
+            json!({ "ws": w.ws }),
+        )
+        .await;
+    let nodes = page["workspace"]["flowRuns"]["nodes"].as_array().unwrap();
+    let node = |id: Uuid| nodes.iter().find(|n| n["id"] == id.to_string()).unwrap();
+    assert_eq!(node(deployed)["deployment"]["name"], "nightly");
+    assert_eq!(node(deployed)["flow"]["name"], "etl");
+    assert_eq!(node(deployed)["taskRuns"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(
+        node(deployed)["taskRuns"]["nodes"],
+        json!([{ "name": "task-0", "state": { "type": "RUNNING" } },
+                { "name": "task-1", "state": { "type": "PENDING" } }])
+    );
+    assert_eq!(node(plain)["deployment"], Value::Null);
+    assert_eq!(node(other)["flow"]["name"], "other");
+    assert_eq!(node(other)["taskRuns"]["nodes"], json!([]));
+}
