@@ -1,9 +1,12 @@
 //! A shorter way through async-graphql for the objects a page holds hundreds of (runs, task
 //! runs, states). async-graphql resolves every selected field as a boxed future of its own,
 //! polled through a `FuturesUnordered`, even a field that only copies a value out of a row;
-//! on a 50-run page with nested task runs that was ~1,400 futures. Here fields that take no
-//! arguments and need nothing but the object itself are answered in place, and only the rest
-//! (loaders, arguments) go through the object's own resolvers.
+//! on a 50-run page with nested task runs that was ~1,400 futures. Here fields that need nothing
+//! but the object itself are answered in place, and only the rest (loaders) go through the
+//! object's own resolvers. A field whose value is an object (or a list of them) is answered in
+//! place too when its resolver awaits nothing and every field it selects is plain, recursively:
+//! a page of runs loads its runs' relations ahead (`runs::PageRelations`), so a whole page
+//! resolves without a future per run.
 //!
 //! Anything unusual (fragments, custom directives, a response key used twice) takes
 //! async-graphql's own path, so the answer is always what it would have been.
