@@ -277,6 +277,9 @@ fn parse_utc_rfc3339(text: &[u8]) -> Option<DateTime<Utc>> {
 impl FromSqliteColumn for serde_json::Value {
     fn from_column(value: ValueRef<'_>) -> Result<Self, String> {
         match value {
+            // Most runs and task runs carry no tags or parameters: no parser for those.
+            ValueRef::Text(b"[]") => Ok(Self::Array(Vec::new())),
+            ValueRef::Text(b"{}") => Ok(Self::Object(serde_json::Map::new())),
             ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
                 serde_json::from_slice(bytes).map_err(|e| e.to_string())
             }
@@ -423,6 +426,18 @@ mod tests {
         assert_eq!(kind, "blob");
         assert_eq!(time, at);
         assert_eq!(json, serde_json::json!({ "a": [1, 2] }));
+        for empty in ["[]", "{}", " [ ] ", "{ }"] {
+            let statement = Statement::from_sql_and_values(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT ?",
+                [empty.into()],
+            );
+            let decoded = run(&conn, &statement, &|row| {
+                column::<serde_json::Value>(row, 0)
+            });
+            let parsed: serde_json::Value = serde_json::from_str(empty).unwrap();
+            assert_eq!(decoded.unwrap(), vec![parsed], "{empty}");
+        }
         assert!(flag);
         assert_eq!(missing, None);
         assert_eq!(number, 7);
