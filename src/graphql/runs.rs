@@ -319,26 +319,12 @@ impl PageRelations {
             return Ok(None);
         }
         let loaders = ctx.loaders()?;
-        let unique = |ids: &mut Vec<Uuid>| {
-            ids.sort_unstable();
-            ids.dedup();
-        };
-        let load_flows = async {
-            if !flows {
-                return Ok(None);
-            }
-            let mut ids: Vec<Uuid> = runs.clone().map(|r| r.flow_id).collect();
-            unique(&mut ids);
-            loaders.flows.load_many(ids).await.map(Some)
-        };
-        let load_deployments = async {
-            if !deployments {
-                return Ok(None);
-            }
-            let mut ids: Vec<Uuid> = runs.clone().filter_map(|r| r.deployment_id).collect();
-            unique(&mut ids);
-            loaders.deployments.load_many(ids).await.map(Some)
-        };
+        let load_flows = load_if(flows, &loaders.flows, runs.clone().map(|r| r.flow_id));
+        let load_deployments = load_if(
+            deployments,
+            &loaders.deployments,
+            runs.clone().filter_map(|r| r.deployment_id),
+        );
         let load_task_runs = async {
             let Some((first, after, key)) = &task_runs else {
                 return Ok(None);
@@ -366,6 +352,18 @@ impl PageRelations {
             task_runs,
         })))
     }
+}
+
+/// `loader`'s values for `ids` (repeats are loaded once), if `wanted`.
+async fn load_if<T: async_graphql::dataloader::Loader<Uuid, Error = super::loaders::LoadError>>(
+    wanted: bool,
+    loader: &async_graphql::dataloader::DataLoader<T>,
+    ids: impl Iterator<Item = Uuid>,
+) -> Result<Option<HashMap<Uuid, T::Value>>, super::loaders::LoadError> {
+    if !wanted {
+        return Ok(None);
+    }
+    loader.load_many(ids).await.map(Some)
 }
 
 /// A `taskRuns` field's `first` and `after`, as its resolver would receive them; `None` if
@@ -592,11 +590,11 @@ impl FlowRun {
         first: Option<i32>,
         after: Option<String>,
     ) -> AppResult<TaskRunConnection> {
-        if let Some(rows) = self.page_task_runs(first, &after) {
-            let args = PageArgs::parse(first, after)?;
+        let loaded_with_page = self.page_task_runs(first, &after);
+        let args = PageArgs::parse(first, after)?;
+        if let Some(rows) = loaded_with_page {
             return Ok(TaskRunConnection::new(rows, &args, Some(self.0.id)));
         }
-        let args = PageArgs::parse(first, after)?;
         let position = args
             .after
             .as_deref()
