@@ -173,8 +173,20 @@ impl Db {
         statement: Statement,
         most_rows: u64,
     ) -> Result<Vec<T>, DbErr> {
+        self.read_by_position_with(statement, most_rows, T::from_sqlite_row)
+            .await
+    }
+
+    /// `read_by_position`, decoding SQLite rows with `decode_sqlite` (which may skip columns
+    /// its caller will not read); elsewhere rows are decoded whole.
+    pub async fn read_by_position_with<T: ByPosition>(
+        &self,
+        statement: Statement,
+        most_rows: u64,
+        decode_sqlite: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<Vec<T>, DbErr> {
         match &self.sqlite_reads {
-            Some(reads) => reads.query(statement, most_rows, T::from_sqlite_row).await,
+            Some(reads) => reads.query(statement, most_rows, decode_sqlite).await,
             None => T::find_by_statement(statement).all(&self.read).await,
         }
     }

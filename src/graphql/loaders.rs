@@ -243,6 +243,8 @@ pub mod runs {
         /// Rows to fetch (the page size plus one).
         pub fetch: u64,
         pub after: Option<(DateTime<Utc>, Uuid)>,
+        /// What the fields that will read the rows need of them.
+        pub columns: crate::domain::task_runs::TaskRunColumns,
     }
 
     pub struct TaskRunPageLoader(pub AppState);
@@ -255,16 +257,18 @@ pub mod runs {
             &self,
             keys: &[TaskRunPageKey],
         ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
-            let mut groups: HashMap<(u64, PagePosition), Vec<Uuid>> = HashMap::new();
+            use crate::domain::task_runs::{TaskRunByPosition, TaskRunColumns};
+            let mut groups: HashMap<(u64, PagePosition, TaskRunColumns), Vec<Uuid>> =
+                HashMap::new();
             for key in keys {
                 groups
-                    .entry((key.fetch, key.after))
+                    .entry((key.fetch, key.after, key.columns))
                     .or_default()
                     .push(key.flow_run_id);
             }
             let backend = self.0.db.backend();
             let mut out = HashMap::new();
-            for ((fetch, after), run_ids) in groups {
+            for ((fetch, after, columns), run_ids) in groups {
                 for (run_ids, statement) in
                     task_run_pages_statements(backend, &run_ids, fetch, after)
                 {
@@ -272,13 +276,13 @@ pub mod runs {
                     let rows = self
                         .0
                         .db
-                        .read_by_position::<crate::domain::task_runs::TaskRunByPosition>(
-                            statement, most_rows,
-                        )
+                        .read_by_position_with(statement, most_rows, move |row| {
+                            TaskRunByPosition::from_sqlite_row_reading(row, columns)
+                        })
                         .await
                         .map_err(load_error)?;
                     let mut by_run: HashMap<Uuid, Self::Value> = HashMap::new();
-                    for crate::domain::task_runs::TaskRunByPosition(row) in rows {
+                    for TaskRunByPosition(row) in rows {
                         by_run
                             .entry(row.flow_run_id)
                             .or_default()
@@ -292,6 +296,7 @@ pub mod runs {
                                 flow_run_id: run_id,
                                 fetch,
                                 after,
+                                columns,
                             },
                             rows,
                         );

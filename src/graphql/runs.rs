@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use entity::{flow_runs, run_alerts, task_runs};
 use uuid::Uuid;
 
-use super::loaders::{load_failed, LoadOneBoxed};
+use super::loaders::{load_failed, LoadOneBoxed, TaskRunPageKey};
 use super::logs::{LogConnection, LogLevel};
 use super::pagination::{PageArgs, PageInfo};
 use super::plain_fields::{
@@ -20,6 +20,7 @@ use crate::domain::flow_runs::{
     SetStateStatus as DomainStatus,
 };
 use crate::domain::states::{ProposedState, StateRecord, StateType as DomainStateType};
+use crate::domain::task_runs::TaskRunColumns;
 use crate::domain::{claiming, logs as domain_logs, task_runs as domain_tasks};
 use crate::error::{AppError, AppResult};
 
@@ -296,6 +297,7 @@ impl PageRelations {
     ) -> AppResult<Option<Arc<Self>>> {
         let (mut flows, mut deployments) = (false, false);
         let mut task_run_arguments = Vec::new();
+        let mut task_run_columns = TaskRunColumns::KEYS;
         for field in nodes {
             match field.name() {
                 "flow" => flows = true,
@@ -305,14 +307,22 @@ impl PageRelations {
                     if !task_run_arguments.contains(&arguments) {
                         task_run_arguments.push(arguments);
                     }
+                    task_run_columns = task_run_columns.with(connection_columns(&field));
                 }
                 _ => {}
             }
         }
         let task_runs = match task_run_arguments.as_slice() {
-            [Some((first, after))] => {
-                task_run_page_key(*first, after.as_deref()).map(|key| (first, after, key))
-            }
+            [Some((first, after))] => task_run_page_key(*first, after.as_deref()).map(|key| {
+                (
+                    first,
+                    after,
+                    TaskRunPageKey {
+                        columns: task_run_columns,
+                        ..key
+                    },
+                )
+            }),
             _ => None,
         };
         if !flows && !deployments && task_runs.is_none() {
@@ -329,7 +339,7 @@ impl PageRelations {
             let Some((first, after, key)) = &task_runs else {
                 return Ok(None);
             };
-            let keys = runs.clone().map(|r| super::loaders::TaskRunPageKey {
+            let keys = runs.clone().map(|r| TaskRunPageKey {
                 flow_run_id: r.id,
                 ..key.clone()
             });
@@ -385,12 +395,70 @@ fn page_arguments(
     Some((first, after))
 }
 
-/// The loader key of a run's task-run page for these arguments (its run id left nil); `None`
-/// if they are invalid (the resolver then reports it).
-fn task_run_page_key(
-    first: Option<i32>,
-    after: Option<&str>,
-) -> Option<super::loaders::TaskRunPageKey> {
+/// The task-run columns a task-run connection's selection reads (`field` is the connection).
+fn connection_columns(field: &async_graphql::SelectionField<'_>) -> TaskRunColumns {
+    let mut columns = TaskRunColumns::KEYS;
+    for part in field.selection_set() {
+        match part.name() {
+            "nodes" => columns = columns.with(task_run_columns(part.selection_set())),
+            "edges" => {
+                for edge in part.selection_set() {
+                    match edge.name() {
+                        "node" => columns = columns.with(task_run_columns(edge.selection_set())),
+                        "cursor" | "__typename" => {}
+                        _ => return TaskRunColumns::ALL,
+                    }
+                }
+            }
+            // From the rows' keys (cursors) or queries of their own.
+            "pageInfo" | "totalCount" | "__typename" => {}
+            _ => return TaskRunColumns::ALL,
+        }
+    }
+    columns
+}
+
+/// The columns the `TaskRun` fields selected read (see the resolvers below); all of them when a
+/// field is not listed here, so a new field is safe until it is.
+fn task_run_columns<'a>(
+    fields: impl Iterator<Item = async_graphql::SelectionField<'a>>,
+) -> TaskRunColumns {
+    use task_runs::Column as C;
+    let mut columns = TaskRunColumns::KEYS;
+    for field in fields {
+        let reads = match field.name() {
+            // Only the row's keys (id, run, creation time): the rest loads by id.
+            "__typename" | "id" | "createdAt" | "flowRun" | "stateHistory" | "upstream"
+            | "logs" => TaskRunColumns::KEYS,
+            "name" => TaskRunColumns::of(&[C::Name]),
+            "taskKey" => TaskRunColumns::of(&[C::TaskKey]),
+            "dynamicKey" => TaskRunColumns::of(&[C::DynamicKey]),
+            "tags" => TaskRunColumns::of(&[C::Tags]),
+            "startTime" => TaskRunColumns::of(&[C::StartTime]),
+            "endTime" => TaskRunColumns::of(&[C::EndTime]),
+            "runCount" => TaskRunColumns::of(&[C::RunCount]),
+            "totalRunTime" => {
+                TaskRunColumns::of(&[C::TotalRunTime, C::StateType, C::StateTimestamp])
+            }
+            "state" => TaskRunColumns::of(&[
+                C::StateId,
+                C::StateType,
+                C::StateName,
+                C::StateMessage,
+                C::StateTimestamp,
+                C::StateScheduledTime,
+                C::StateTransitionId,
+            ]),
+            _ => return TaskRunColumns::ALL,
+        };
+        columns = columns.with(reads);
+    }
+    columns
+}
+
+/// The loader key of a run's task-run page for these arguments (its run id left nil, every
+/// column read); `None` if they are invalid (the resolver then reports it).
+fn task_run_page_key(first: Option<i32>, after: Option<&str>) -> Option<TaskRunPageKey> {
     let args = PageArgs::parse(first, after.map(str::to_owned)).ok()?;
     let position = args
         .after
@@ -398,10 +466,11 @@ fn task_run_page_key(
         .map(domain_tasks::decode_position)
         .transpose()
         .ok()?;
-    Some(super::loaders::TaskRunPageKey {
+    Some(TaskRunPageKey {
         flow_run_id: Uuid::nil(),
         fetch: args.fetch_limit(),
         after: position,
+        columns: TaskRunColumns::ALL,
     })
 }
 
@@ -600,10 +669,11 @@ impl FlowRun {
             .as_deref()
             .map(domain_tasks::decode_position)
             .transpose()?;
-        let key = super::loaders::TaskRunPageKey {
+        let key = TaskRunPageKey {
             flow_run_id: self.0.id,
             fetch: args.fetch_limit(),
             after: position,
+            columns: TaskRunColumns::ALL,
         };
         let rows = ctx
             .loaders()?

@@ -881,10 +881,20 @@ async fn a_page_of_runs_reads_its_relations_as_each_run_does_alone() {
     for step in ["PENDING", "RUNNING"] {
         assert_eq!(w.set_state(deployed, state(step)).await["status"], "ACCEPT");
     }
-    let result = w
-        .set_task_state(uuid_at(&first_task.unwrap()["id"]), state("RUNNING"), false)
-        .await;
-    assert_eq!(result["status"], "ACCEPT", "{result}");
+    // One task run with every column filled in (times, run count, a state message, tags).
+    let first_task = uuid_at(&first_task.unwrap()["id"]);
+    for step in [
+        state("RUNNING"),
+        json!({ "type": "COMPLETED", "message": "done" }),
+    ] {
+        let result = w.set_task_state(first_task, step, false).await;
+        assert_eq!(result["status"], "ACCEPT", "{result}");
+    }
+    w.task(
+        deployed,
+        json!({ "taskKey": "tagged", "dynamicKey": "7", "name": "task-tagged", "tags": ["x", "y"] }),
+    )
+    .await;
     let edges = w
         .query(
             "query($id: UUID!) { flowRun(id: $id) { taskRuns { edges { cursor } } } }",
@@ -898,11 +908,36 @@ async fn a_page_of_runs_reads_its_relations_as_each_run_does_alone() {
 
     let task_page = "nodes { id name state { type name } }
         pageInfo { hasNextPage hasPreviousPage startCursor endCursor }";
-    for selection in [
+    let mut selections = vec![
         format!("taskRuns(first: 2) {{ {task_page} }}"),
         format!("taskRuns(first: 2, after: \"{cursor}\") {{ {task_page} }}"),
         format!("two: taskRuns(first: 2) {{ {task_page} }} all: taskRuns {{ {task_page} }}"),
+    ];
+    // Each task-run field alone, so a page that reads only some columns of its task runs
+    // must still read every column each field shows.
+    for field in [
+        "__typename",
+        "name",
+        "taskKey",
+        "dynamicKey",
+        "tags",
+        "startTime",
+        "endTime",
+        "totalRunTime",
+        "runCount",
+        "createdAt",
+        "state { id type name message timestamp scheduledTime }",
+        "flowRun { id name }",
+        "stateHistory { type message }",
+        "upstream { id name }",
+        "logs { nodes { message } }",
     ] {
+        selections.push(format!(
+            "taskRuns {{ nodes {{ id {field} }} edges {{ cursor node {{ {field} }} }}
+                pageInfo {{ endCursor }} }}"
+        ));
+    }
+    for selection in selections {
         let fields = format!(
             "id name flow {{ id name }} deployment {{ id name }} state {{ type }} {selection}"
         );
@@ -945,7 +980,7 @@ async fn a_page_of_runs_reads_its_relations_as_each_run_does_alone() {
     assert_eq!(node(deployed)["taskRuns"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(
         node(deployed)["taskRuns"]["nodes"],
-        json!([{ "name": "task-0", "state": { "type": "RUNNING" } },
+        json!([{ "name": "task-0", "state": { "type": "COMPLETED" } },
                 { "name": "task-1", "state": { "type": "PENDING" } }])
     );
     assert_eq!(node(plain)["deployment"], Value::Null);
