@@ -313,16 +313,17 @@ impl PageRelations {
             }
         }
         let task_runs = match task_run_arguments.as_slice() {
-            [Some((first, after))] => task_run_page_key(*first, after.as_deref()).map(|key| {
-                (
-                    first,
-                    after,
-                    TaskRunPageKey {
+            // Invalid arguments are left to the resolver, which reports them.
+            [Some((first, after))] => PageArgs::parse(*first, after.clone())
+                .and_then(|args| task_run_page_key(Uuid::nil(), &args))
+                .ok()
+                .map(|key| {
+                    let key = TaskRunPageKey {
                         columns: task_run_columns,
                         ..key
-                    },
-                )
-            }),
+                    };
+                    (first, after, key)
+                }),
             _ => None,
         };
         if !flows && !deployments && task_runs.is_none() {
@@ -456,18 +457,15 @@ fn task_run_columns<'a>(
     columns
 }
 
-/// The loader key of a run's task-run page for these arguments (its run id left nil, every
-/// column read); `None` if they are invalid (the resolver then reports it).
-fn task_run_page_key(first: Option<i32>, after: Option<&str>) -> Option<TaskRunPageKey> {
-    let args = PageArgs::parse(first, after.map(str::to_owned)).ok()?;
+/// The loader key of a run's task-run page for validated arguments, every column read.
+fn task_run_page_key(flow_run_id: Uuid, args: &PageArgs) -> AppResult<TaskRunPageKey> {
     let position = args
         .after
         .as_deref()
         .map(domain_tasks::decode_position)
-        .transpose()
-        .ok()?;
-    Some(TaskRunPageKey {
-        flow_run_id: Uuid::nil(),
+        .transpose()?;
+    Ok(TaskRunPageKey {
+        flow_run_id,
         fetch: args.fetch_limit(),
         after: position,
         columns: TaskRunColumns::ALL,
@@ -664,17 +662,7 @@ impl FlowRun {
         if let Some(rows) = loaded_with_page {
             return Ok(TaskRunConnection::new(rows, &args, Some(self.0.id)));
         }
-        let position = args
-            .after
-            .as_deref()
-            .map(domain_tasks::decode_position)
-            .transpose()?;
-        let key = TaskRunPageKey {
-            flow_run_id: self.0.id,
-            fetch: args.fetch_limit(),
-            after: position,
-            columns: TaskRunColumns::ALL,
-        };
+        let key = task_run_page_key(self.0.id, &args)?;
         let rows = ctx
             .loaders()?
             .task_run_pages
