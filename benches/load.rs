@@ -11,7 +11,8 @@
 //! for the page test, default 100000), `BENCH_CLIENTS` (default 16), `BENCH_ONLY=sqlite|postgres`,
 //! `BENCH_PHASES=runs,transitions,logs,page` (default all), `BENCH_LOG=warn` (server log filter),
 //! `BENCH_PAGE_REQUESTS` (page requests per client, default 100), `BENCH_ON_PAGE_PHASE` (a shell
-//! command run as the page phase starts, e.g. to zero a profiler's counters).
+//! command run as the page phase starts, e.g. to zero a profiler's counters; likewise
+//! `BENCH_ON_RUNS_PHASE`, `BENCH_ON_TRANSITIONS_PHASE`, `BENCH_ON_LOGS_PHASE`).
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,6 +158,20 @@ fn process_cpu_seconds() -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A hook for profilers: `BENCH_ON_PAGE_PHASE='callgrind_control -z $PPID'` zeroes valgrind's
+/// counters as the measured page requests start, so they count those only (likewise
+/// `BENCH_ON_RUNS_PHASE`, `BENCH_ON_TRANSITIONS_PHASE`, `BENCH_ON_LOGS_PHASE`).
+fn on_phase_start(name: &str) -> Res<()> {
+    let variable = format!("BENCH_ON_{}_PHASE", name.to_uppercase());
+    if let Ok(command) = std::env::var(variable) {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status()?;
+    }
+    Ok(())
 }
 
 fn phase(name: &str) -> bool {
@@ -461,6 +476,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
 
     // ---------------------------------------------------------------- flow runs created
     let errors = Arc::new(AtomicU64::new(0));
+    on_phase_start("runs")?;
     let started = Instant::now();
     let ticks = MachineTicks::now();
     let mut tasks = Vec::new();
@@ -506,6 +522,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
     // ---------------------------------------------------------------- state transitions
     if phase("transitions") {
         let errors = Arc::new(AtomicU64::new(0));
+        on_phase_start("transitions")?;
         let started = Instant::now();
         let ticks = MachineTicks::now();
         let mut tasks = Vec::new();
@@ -578,6 +595,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         }
         let warm = client.post(Some(&s.api_key), bodies[0].to_vec()).await?;
         data(warm)?;
+        on_phase_start("logs")?;
         let started = Instant::now();
         let ticks = MachineTicks::now();
         let mut tasks = Vec::new();
@@ -671,14 +689,7 @@ async fn bench_backend(label: &str, url: &str, clients: usize, total_runs: usize
         for _ in 0..20 {
             data(client.post(Some(&s.token), page_body.to_vec()).await?)?;
         }
-        // A hook for profilers: `callgrind_control -z $PPID` zeroes valgrind's counters here, so
-        // they count the measured pages only.
-        if let Ok(command) = std::env::var("BENCH_ON_PAGE_PHASE") {
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .status()?;
-        }
+        on_phase_start("page")?;
         let requests_per_client = std::env::var("BENCH_PAGE_REQUESTS")
             .ok()
             .and_then(|v| v.parse().ok())

@@ -14,8 +14,10 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub mod sqlite_reads;
+pub mod wal_checkpoint;
 
 use sqlite_reads::SqliteReads;
+use wal_checkpoint::WalCheckpointer;
 
 /// Changes nothing, but as a write it makes SQLite take the write lock (waiting for it).
 const TAKE_SQLITE_WRITE_LOCK: &str = "DELETE FROM seaql_migrations WHERE 0";
@@ -28,6 +30,8 @@ pub struct Db {
     postgres_pool: Option<sqlx::PgPool>,
     /// Hot reads that skip sqlx on a SQLite file (not an in-memory database).
     sqlite_reads: Option<Arc<SqliteReads>>,
+    /// Copies a SQLite file's write-ahead log back into it, off the writer's path.
+    wal_checkpointer: Option<Arc<WalCheckpointer>>,
     /// SQL statements run so far, for tests that prove a request costs a constant number.
     statements: Arc<AtomicU64>,
 }
@@ -61,6 +65,7 @@ impl Db {
                 backend: DbBackend::Postgres,
                 postgres_pool: Some(pool),
                 sqlite_reads: None,
+                wal_checkpointer: None,
                 statements,
             });
         }
@@ -77,6 +82,10 @@ impl Db {
             .pragma("mmap_size", "268435456")
             .pragma("cache_size", "-16000")
             .pragma("temp_store", "memory")
+            .pragma(
+                "wal_autocheckpoint",
+                wal_checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+            )
             // A page of runs comes back in one go instead of stalling the worker thread at 50.
             .row_buffer_size(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -109,8 +118,13 @@ impl Db {
         let statements = Arc::new(AtomicU64::new(0));
         let sqlite_reads =
             (!in_memory).then(|| Arc::new(SqliteReads::new(options_filename, statements.clone())));
+        let wal_checkpointer = match in_memory {
+            true => None,
+            false => Some(Arc::new(WalCheckpointer::start(options_filename)?)),
+        };
         Ok(Self {
             sqlite_reads,
+            wal_checkpointer,
             read: counted(
                 SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
                 &statements,
@@ -132,6 +146,7 @@ impl Db {
 
     /// For single statements that change something; open transactions with `begin_write`.
     pub fn write(&self) -> &DatabaseConnection {
+        self.request_wal_checkpoint();
         &self.write
     }
 
@@ -141,6 +156,7 @@ impl Db {
     /// at once with "database is locked" instead of waiting the busy timeout.
     pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
         let txn = self.write.begin().await?;
+        self.request_wal_checkpoint();
         if self.backend == DbBackend::Sqlite {
             // As a prepared statement, so the connection's statement cache keeps it compiled.
             txn.execute(Statement::from_string(
@@ -150,6 +166,17 @@ impl Db {
             .await?;
         }
         Ok(txn)
+    }
+
+    /// On a SQLite file, asks the checkpoint thread to copy what is committed by now back into
+    /// the database file; returns the request's number (see `wal_checkpointer`).
+    pub fn request_wal_checkpoint(&self) -> Option<u64> {
+        self.wal_checkpointer.as_ref().map(|c| c.request())
+    }
+
+    /// The SQLite file's checkpoint thread, if any: tests await its checkpoints.
+    pub fn wal_checkpointer(&self) -> Option<&WalCheckpointer> {
+        self.wal_checkpointer.as_deref()
     }
 
     pub fn backend(&self) -> DbBackend {
