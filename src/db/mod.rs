@@ -251,6 +251,55 @@ pub trait ByPosition: FromQueryResult + Send + 'static {
     fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
 
+/// Defines `$name`, a set of `$column`s (a bit per column, in the entity's column order) that
+/// a read decodes: hot pages read a few fields of many rows, and decoding every text, time and
+/// JSON column of each was a large share of their CPU. `KEYS` are the columns every row needs.
+macro_rules! column_set {
+    ($(#[$meta:meta])* $name:ident, $column:path, $(#[$keys_meta:meta])* KEYS = [$($key:expr),+ $(,)?]) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(u32);
+
+        impl $name {
+            pub const ALL: Self = Self(u32::MAX);
+
+            $(#[$keys_meta])*
+            pub const KEYS: Self = Self::of(&[$($key),+]);
+
+            pub const fn of(columns: &[$column]) -> Self {
+                let mut bits = 0;
+                let mut i = 0;
+                while i < columns.len() {
+                    bits |= 1 << columns[i] as u32;
+                    i += 1;
+                }
+                Self(bits)
+            }
+
+            pub const fn with(self, other: Self) -> Self {
+                Self(self.0 | other.0)
+            }
+
+            pub fn reads(self, column: $column) -> bool {
+                self.0 & (1 << column as u32) != 0
+            }
+
+            /// The select list of every column in order, `NULL` in place of those not read
+            /// (so rows still decode by position, and SQLite fetches only what is read).
+            pub fn select_list(self, qualifier: &str) -> String {
+                <$column as sea_orm::Iterable>::iter()
+                    .map(|c| match self.reads(c) {
+                        true => format!("{qualifier}\"{}\"", sea_orm::IdenStatic::as_str(&c)),
+                        false => "NULL".to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        }
+    };
+}
+pub(crate) use column_set;
+
 /// Implements `FromQueryResult` and `ByPosition` for `$wrapper($model)` from one field list, in
 /// the order the query selects the columns.
 macro_rules! positional_decoders {

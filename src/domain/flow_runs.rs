@@ -821,13 +821,21 @@ pub async fn list(
     viewer: &Viewer,
     workspace_id: Uuid,
     filter: &FlowRunFilter,
-    sort: FlowRunSort,
-    first: u64,
-    after: Option<Vec<String>>,
+    page: RunPageRequest,
 ) -> AppResult<RunPage> {
     let db = state.db.read();
     require_role(db, viewer, workspace_id, Role::Viewer, "workspace").await?;
-    list_unchecked(state, workspace_id, filter, sort, first, after).await
+    list_unchecked(state, workspace_id, filter, page).await
+}
+
+/// Which page of runs, in what order, and the columns its rows must carry.
+pub struct RunPageRequest {
+    pub sort: FlowRunSort,
+    pub first: u64,
+    pub after: Option<Vec<String>>,
+    /// The rows' other columns may be left empty: only the fields that read none of them may
+    /// be answered from these rows.
+    pub columns: RunColumns,
 }
 
 /// Lists runs without an access check: for callers that already checked (nested fields of an
@@ -836,9 +844,12 @@ pub async fn list_unchecked(
     state: &AppState,
     workspace_id: Uuid,
     filter: &FlowRunFilter,
-    sort: FlowRunSort,
-    first: u64,
-    after: Option<Vec<String>>,
+    RunPageRequest {
+        sort,
+        first,
+        after,
+        columns,
+    }: RunPageRequest,
 ) -> AppResult<RunPage> {
     use flow_runs::Column as C;
     let cond = filter_condition(workspace_id, filter, state.db.backend());
@@ -849,7 +860,20 @@ pub async fn list_unchecked(
         FlowRunSort::CreatedDesc => (C::CreatedAt, Order::Desc),
         FlowRunSort::NameAsc => (C::Name, Order::Asc),
     };
+    // The cursors are built from the sort key.
+    let columns = columns.with(RunColumns::of(&[col]));
     let mut query = flow_runs::Entity::find().filter(cond);
+    if state.db.backend() == DbBackend::Sqlite && columns != RunColumns::ALL {
+        // In place of the columns not read, NULL: SQLite then leaves them where they lie.
+        // (PostgreSQL rows decode whole, so they keep every column.)
+        query = query.select_only();
+        for column in <C as sea_orm::Iterable>::iter() {
+            query = match columns.reads(column) {
+                true => query.column(column),
+                false => query.expr(Expr::cust("NULL")),
+            };
+        }
+    }
     let has_previous_page = after.is_some();
     if let Some(parts) = after {
         let [key, id] = parts.as_slice() else {
@@ -888,9 +912,10 @@ pub async fn list_unchecked(
         .limit(first + 1);
     let rows = state
         .db
-        .read_by_position::<RunByPosition>(
+        .read_by_position_with(
             sea_orm::QueryTrait::build(&page, state.db.backend()),
             first + 1,
+            move |row| RunByPosition::from_sqlite_row_reading(row, columns),
         )
         .await?;
     let has_next_page = rows.len() as u64 > first;
@@ -944,6 +969,64 @@ crate::db::positional_decoders!(
         updated_at,
     }
 );
+
+crate::db::column_set!(
+    /// Which columns of a `flow_runs` row a page of runs decodes (see `RunByPosition`).
+    RunColumns,
+    flow_runs::Column,
+    /// What every row needs: its identity and its workspace.
+    KEYS = [flow_runs::Column::Id, flow_runs::Column::WorkspaceId]
+);
+
+impl RunByPosition {
+    /// Decodes the row's `columns`; the others get empty values that nothing reads (the caller
+    /// asks only for what the fields it will answer read).
+    pub fn from_sqlite_row_reading(
+        row: &rusqlite::Row<'_>,
+        columns: RunColumns,
+    ) -> rusqlite::Result<Self> {
+        use crate::db::sqlite_reads::{column, FromSqliteColumn};
+        use flow_runs::Column as C;
+        if columns == RunColumns::ALL {
+            return <Self as crate::db::ByPosition>::from_sqlite_row(row);
+        }
+        let read = |which: C| columns.reads(which).then_some(which as usize);
+        fn or_default<T: FromSqliteColumn + Default>(
+            row: &rusqlite::Row<'_>,
+            position: Option<usize>,
+        ) -> rusqlite::Result<T> {
+            position.map_or_else(|| Ok(T::default()), |at| column(row, at))
+        }
+        Ok(Self(flow_runs::Model {
+            id: column(row, C::Id as usize)?,
+            workspace_id: column(row, C::WorkspaceId as usize)?,
+            flow_id: or_default(row, read(C::FlowId))?,
+            deployment_id: or_default(row, read(C::DeploymentId))?,
+            work_queue_name: or_default(row, read(C::WorkQueueName))?,
+            name: or_default(row, read(C::Name))?,
+            parameters: or_default(row, read(C::Parameters))?,
+            tags: or_default(row, read(C::Tags))?,
+            idempotency_key: or_default(row, read(C::IdempotencyKey))?,
+            auto_scheduled: or_default(row, read(C::AutoScheduled))?,
+            retries: or_default(row, read(C::Retries))?,
+            retry_delay_seconds: or_default(row, read(C::RetryDelaySeconds))?,
+            run_count: or_default(row, read(C::RunCount))?,
+            total_run_time: or_default(row, read(C::TotalRunTime))?,
+            expected_start_time: or_default(row, read(C::ExpectedStartTime))?,
+            start_time: or_default(row, read(C::StartTime))?,
+            end_time: or_default(row, read(C::EndTime))?,
+            state_id: or_default(row, read(C::StateId))?,
+            state_type: or_default(row, read(C::StateType))?,
+            state_name: or_default(row, read(C::StateName))?,
+            state_message: or_default(row, read(C::StateMessage))?,
+            state_timestamp: or_default(row, read(C::StateTimestamp))?,
+            state_scheduled_time: or_default(row, read(C::StateScheduledTime))?,
+            state_transition_id: or_default(row, read(C::StateTransitionId))?,
+            created_at: or_default(row, read(C::CreatedAt))?,
+            updated_at: or_default(row, read(C::UpdatedAt))?,
+        }))
+    }
+}
 
 pub async fn count(state: &AppState, query: Select<flow_runs::Entity>) -> AppResult<u64> {
     Ok(query.count(state.db.read()).await?)

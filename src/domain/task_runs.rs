@@ -486,41 +486,20 @@ pub async fn graph(
     Ok((nodes, edges))
 }
 
-/// Which columns of a `task_runs` row a read decodes (a bit per column, in `Column` order).
-/// A page of runs shows a few fields of hundreds of task runs; decoding every text, time and
-/// JSON column of each was a sixth of the page's CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TaskRunColumns(u32);
-
-impl TaskRunColumns {
-    pub const ALL: Self = Self(u32::MAX);
-
+crate::db::column_set!(
+    /// Which columns of a `task_runs` row a read decodes. A page of runs shows a few fields of
+    /// hundreds of task runs; decoding every text, time and JSON column of each was a sixth of
+    /// the page's CPU.
+    TaskRunColumns,
+    task_runs::Column,
     /// What every row needs: its identity, its run, and its place in the page.
-    pub const KEYS: Self = Self::of(&[
+    KEYS = [
         task_runs::Column::Id,
         task_runs::Column::WorkspaceId,
         task_runs::Column::FlowRunId,
         task_runs::Column::CreatedAt,
-    ]);
-
-    pub const fn of(columns: &[task_runs::Column]) -> Self {
-        let mut bits = 0;
-        let mut i = 0;
-        while i < columns.len() {
-            bits |= 1 << columns[i] as u32;
-            i += 1;
-        }
-        Self(bits)
-    }
-
-    pub const fn with(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    fn reads(self, column: task_runs::Column) -> bool {
-        self.0 & (1 << column as u32) != 0
-    }
-}
+    ]
+);
 
 impl TaskRunByPosition {
     /// Decodes the row's `columns`; the others get empty values that nothing reads (the caller

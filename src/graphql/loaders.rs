@@ -130,6 +130,7 @@ pub mod runs {
     use uuid::Uuid;
 
     use super::{load_error, LoadError};
+    use crate::domain::task_runs::TaskRunColumns;
     use crate::state::AppState;
 
     pub struct FlowRunLoader(pub AppState);
@@ -257,7 +258,7 @@ pub mod runs {
             &self,
             keys: &[TaskRunPageKey],
         ) -> Result<HashMap<TaskRunPageKey, Self::Value>, Self::Error> {
-            use crate::domain::task_runs::{TaskRunByPosition, TaskRunColumns};
+            use crate::domain::task_runs::TaskRunByPosition;
             let mut groups: HashMap<(u64, PagePosition, TaskRunColumns), Vec<Uuid>> =
                 HashMap::new();
             for key in keys {
@@ -270,7 +271,7 @@ pub mod runs {
             let mut out = HashMap::new();
             for ((fetch, after, columns), run_ids) in groups {
                 for (run_ids, statement) in
-                    task_run_pages_statements(backend, &run_ids, fetch, after)
+                    task_run_pages_statements(backend, &run_ids, fetch, after, columns)
                 {
                     let most_rows = run_ids.len() as u64 * fetch;
                     let rows = self
@@ -321,13 +322,14 @@ pub mod runs {
         run_ids: &[Uuid],
         fetch: u64,
         after: PagePosition,
+        columns: TaskRunColumns,
     ) -> Vec<(Vec<Uuid>, Statement)> {
         run_ids
             .chunks(RUNS_PER_TASK_PAGE_STATEMENT)
             .map(|chunk| {
                 (
                     chunk.to_vec(),
-                    task_run_pages_statement(backend, chunk, fetch, after),
+                    task_run_pages_statement(backend, chunk, fetch, after, columns),
                 )
             })
             .collect()
@@ -338,6 +340,7 @@ pub mod runs {
         run_ids: &[Uuid],
         fetch: u64,
         after: PagePosition,
+        columns: TaskRunColumns,
     ) -> Statement {
         static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             <task_runs::Column as sea_orm::Iterable>::iter()
@@ -345,7 +348,7 @@ pub mod runs {
                 .collect::<Vec<_>>()
                 .join(", ")
         });
-        let columns = &*COLUMNS;
+        let all_columns = &*COLUMNS;
         let mut values: Vec<sea_orm::Value> = Vec::new();
         let mut param = |value: sea_orm::Value| {
             values.push(value);
@@ -363,7 +366,7 @@ pub mod runs {
         };
         let range = |run: &str, after: &str| {
             format!(
-                "SELECT {columns} FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
+                "SELECT {all_columns} FROM \"task_runs\" WHERE \"flow_run_id\" = {run}{after} \
                  ORDER BY \"created_at\", \"id\" LIMIT {fetch}"
             )
         };
@@ -383,12 +386,6 @@ pub mod runs {
         // the index alone; the rows are then read from the table by rowid. Whole rows passed
         // up through the compound select were deep-copied, every text value of every row (a
         // malloc and a copy each: a sixth of a page's instructions).
-        static TABLE_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            <task_runs::Column as sea_orm::Iterable>::iter()
-                .map(|c| format!("\"t\".\"{}\"", sea_orm::IdenStatic::as_str(&c)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
         let ranges: Vec<String> = run_ids
             .iter()
             .enumerate()
@@ -403,10 +400,11 @@ pub mod runs {
             })
             .collect();
         // CROSS JOIN keeps the picked rowids as the outer loop: one lookup each.
+        // Only the columns read; NULL in place of the others, which SQLite then never fetches.
         let sql = format!(
             "SELECT {} FROM ({}) AS \"page\" CROSS JOIN \"task_runs\" AS \"t\" \
              ON \"t\".\"rowid\" = \"page\".\"rid\"",
-            *TABLE_COLUMNS,
+            columns.select_list("\"t\"."),
             ranges.join(" UNION ALL ")
         );
         Statement::from_sql_and_values(backend, sql, values)
@@ -447,7 +445,8 @@ pub mod runs {
             let runs: Vec<Uuid> = (0..1_010).map(|_| Uuid::new_v4()).collect();
             let after = Some((chrono::Utc::now(), Uuid::new_v4()));
             for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
-                let statements = task_run_pages_statements(backend, &runs, 6, after);
+                let statements =
+                    task_run_pages_statements(backend, &runs, 6, after, TaskRunColumns::ALL);
                 assert_eq!(statements.len(), 6);
                 let mut covered = Vec::new();
                 for (chunk, statement) in &statements {

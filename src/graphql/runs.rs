@@ -14,6 +14,7 @@ use super::plain_fields::{
     ready, ready_list, ready_object, ready_optional_object, Plain, PlainFields, PlainValue,
 };
 use super::ContextExt;
+use crate::domain::flow_runs::RunColumns;
 use crate::domain::flow_runs::{
     self as domain_runs, AlertKind as DomainAlertKind, FlowRunFilter as DomainFilter,
     FlowRunSort as DomainSort, NewFlowRun, NewRunFromDeployment, Outcome,
@@ -279,7 +280,8 @@ pub struct PageRelations {
     task_runs: Option<PageTaskRuns>,
 }
 
-/// Every run's first task-run page for one set of `taskRuns` arguments.
+/// Every run's first task-run page for one set of `taskRuns` arguments. Without the row past
+/// the page when the selection does not read `hasNextPage` (it then reads `false`, unseen).
 struct PageTaskRuns {
     first: Option<i32>,
     after: Option<String>,
@@ -298,6 +300,7 @@ impl PageRelations {
         let (mut flows, mut deployments) = (false, false);
         let mut task_run_arguments = Vec::new();
         let mut task_run_columns = TaskRunColumns::KEYS;
+        let mut asks_next_task_run_page = false;
         for field in nodes {
             match field.name() {
                 "flow" => flows = true,
@@ -308,6 +311,7 @@ impl PageRelations {
                         task_run_arguments.push(arguments);
                     }
                     task_run_columns = task_run_columns.with(connection_columns(&field));
+                    asks_next_task_run_page |= asks_has_next_page(&field);
                 }
                 _ => {}
             }
@@ -320,6 +324,12 @@ impl PageRelations {
                 .map(|key| {
                     let key = TaskRunPageKey {
                         columns: task_run_columns,
+                        // The row past the page only tells `hasNextPage`: a sixth of the rows
+                        // of a page of five, not read unless asked for.
+                        fetch: match asks_next_task_run_page {
+                            true => key.fetch,
+                            false => key.fetch - 1,
+                        },
                         ..key
                     };
                     (first, after, key)
@@ -396,6 +406,112 @@ fn page_arguments(
     Some((first, after))
 }
 
+/// The state columns a `state { … }` selection reads, of `all` (in the order type, id, name,
+/// message, timestamp, scheduled time, transition id): the type always (a state is built by
+/// parsing it), the others by field; all of them for a field not listed here.
+fn state_columns<C: Copy>(state: &async_graphql::SelectionField<'_>, all: [C; 7]) -> Vec<C> {
+    let [state_type, id, name, message, timestamp, scheduled_time, _transition_id] = all;
+    let mut columns = vec![state_type];
+    for field in state.selection_set() {
+        match field.name() {
+            "type" | "__typename" => {}
+            "id" => columns.push(id),
+            "name" => columns.push(name),
+            "message" => columns.push(message),
+            "timestamp" => columns.push(timestamp),
+            "scheduledTime" => columns.push(scheduled_time),
+            _ => return all.to_vec(),
+        }
+    }
+    columns
+}
+
+/// Whether a connection's selection (`field` is the connection) reads `pageInfo.hasNextPage`.
+fn asks_has_next_page(field: &async_graphql::SelectionField<'_>) -> bool {
+    field
+        .selection_set()
+        .filter(|part| part.name() == "pageInfo")
+        .any(|page_info| {
+            page_info.selection_set().any(|f| {
+                !matches!(
+                    f.name(),
+                    "hasPreviousPage" | "startCursor" | "endCursor" | "__typename"
+                )
+            })
+        })
+}
+
+/// The run columns a run connection's selection reads (`field` is the connection).
+fn run_connection_columns(field: &async_graphql::SelectionField<'_>) -> RunColumns {
+    let mut columns = RunColumns::KEYS;
+    for part in field.selection_set() {
+        match part.name() {
+            "nodes" => columns = columns.with(run_columns(part.selection_set())),
+            "edges" => {
+                for edge in part.selection_set() {
+                    match edge.name() {
+                        "node" => columns = columns.with(run_columns(edge.selection_set())),
+                        "cursor" | "__typename" => {}
+                        _ => return RunColumns::ALL,
+                    }
+                }
+            }
+            // From the rows' sort keys (cursors) or a query of its own.
+            "pageInfo" | "totalCount" | "__typename" => {}
+            _ => return RunColumns::ALL,
+        }
+    }
+    columns
+}
+
+/// The columns the `FlowRun` fields selected read (see the resolvers below); all of them when a
+/// field is not listed here, so a new field is safe until it is.
+fn run_columns<'a>(fields: impl Iterator<Item = async_graphql::SelectionField<'a>>) -> RunColumns {
+    use flow_runs::Column as C;
+    let mut columns = RunColumns::KEYS;
+    for field in fields {
+        let reads = match field.name() {
+            // Only the row's identity: the rest loads by id.
+            "__typename" | "id" | "stateHistory" | "taskRuns" | "logs" | "graph" => {
+                RunColumns::KEYS
+            }
+            "flow" => RunColumns::of(&[C::FlowId]),
+            "deployment" => RunColumns::of(&[C::DeploymentId]),
+            "name" => RunColumns::of(&[C::Name]),
+            "workQueueName" => RunColumns::of(&[C::WorkQueueName]),
+            "parameters" => RunColumns::of(&[C::Parameters]),
+            "tags" => RunColumns::of(&[C::Tags]),
+            "idempotencyKey" => RunColumns::of(&[C::IdempotencyKey]),
+            "expectedStartTime" => RunColumns::of(&[C::ExpectedStartTime]),
+            "startTime" => RunColumns::of(&[C::StartTime]),
+            "endTime" => RunColumns::of(&[C::EndTime]),
+            "totalRunTime" => RunColumns::of(&[C::TotalRunTime, C::StateType, C::StateTimestamp]),
+            "runCount" => RunColumns::of(&[C::RunCount]),
+            "retries" => RunColumns::of(&[C::Retries]),
+            "retryDelaySeconds" => RunColumns::of(&[C::RetryDelaySeconds]),
+            "estimatedStartTimeDelta" => RunColumns::of(&[C::ExpectedStartTime, C::StartTime]),
+            "autoScheduled" => RunColumns::of(&[C::AutoScheduled]),
+            "createdAt" => RunColumns::of(&[C::CreatedAt]),
+            "updatedAt" => RunColumns::of(&[C::UpdatedAt]),
+            "state" => RunColumns::of(&state_columns(
+                &field,
+                [
+                    C::StateType,
+                    C::StateId,
+                    C::StateName,
+                    C::StateMessage,
+                    C::StateTimestamp,
+                    C::StateScheduledTime,
+                    C::StateTransitionId,
+                ],
+            )),
+            _ => return RunColumns::ALL,
+        };
+        columns = columns.with(reads);
+    }
+    columns
+}
+
 /// The task-run columns a task-run connection's selection reads (`field` is the connection).
 fn connection_columns(field: &async_graphql::SelectionField<'_>) -> TaskRunColumns {
     let mut columns = TaskRunColumns::KEYS;
@@ -441,15 +557,18 @@ fn task_run_columns<'a>(
             "totalRunTime" => {
                 TaskRunColumns::of(&[C::TotalRunTime, C::StateType, C::StateTimestamp])
             }
-            "state" => TaskRunColumns::of(&[
-                C::StateId,
-                C::StateType,
-                C::StateName,
-                C::StateMessage,
-                C::StateTimestamp,
-                C::StateScheduledTime,
-                C::StateTransitionId,
-            ]),
+            "state" => TaskRunColumns::of(&state_columns(
+                &field,
+                [
+                    C::StateType,
+                    C::StateId,
+                    C::StateName,
+                    C::StateMessage,
+                    C::StateTimestamp,
+                    C::StateScheduledTime,
+                    C::StateTransitionId,
+                ],
+            )),
             _ => return TaskRunColumns::ALL,
         };
         columns = columns.with(reads);
@@ -1111,20 +1230,16 @@ pub async fn workspace_flow_runs(
     let filter = filter.unwrap_or_default().into();
     let sort = sort.unwrap_or_default().into();
     let app = ctx.app()?;
+    let request = domain_runs::RunPageRequest {
+        sort,
+        first: args.first,
+        after: args.after,
+        columns: run_connection_columns(&ctx.field()),
+    };
     let page = if checked_member {
-        domain_runs::list_unchecked(app, workspace_id, &filter, sort, args.first, args.after)
-            .await?
+        domain_runs::list_unchecked(app, workspace_id, &filter, request).await?
     } else {
-        domain_runs::list(
-            app,
-            ctx.viewer()?,
-            workspace_id,
-            &filter,
-            sort,
-            args.first,
-            args.after,
-        )
-        .await?
+        domain_runs::list(app, ctx.viewer()?, workspace_id, &filter, request).await?
     };
     Ok(FlowRunConnection(page))
 }
@@ -1144,9 +1259,12 @@ pub async fn nested_flow_runs(
         ctx.app()?,
         workspace_id,
         &filter.into(),
-        DomainSort::default(),
-        args.first,
-        args.after,
+        domain_runs::RunPageRequest {
+            sort: DomainSort::default(),
+            first: args.first,
+            after: args.after,
+            columns: run_connection_columns(&ctx.field()),
+        },
     ))
     .await?;
     Ok(FlowRunConnection(page))

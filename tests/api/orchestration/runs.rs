@@ -987,3 +987,119 @@ async fn a_page_of_runs_reads_its_relations_as_each_run_does_alone() {
     assert_eq!(node(other)["flow"]["name"], "other");
     assert_eq!(node(other)["taskRuns"]["nodes"], json!([]));
 }
+
+/// A page of runs decodes only the columns its selection reads. Each run field alone on a page
+/// (through `nodes` and `edges`) must read what the run shows alone (`flowRun(id)`, whole rows),
+/// on a run with every column filled and on runs with the optional ones empty.
+#[tokio::test]
+async fn a_page_of_runs_reads_each_run_field_as_the_run_alone() {
+    let w = world("page-columns").await;
+    let full = w
+        .run_id(json!({
+            "name": "every-column",
+            "parameters": { "rows": 3, "source": "s3://bucket" },
+            "tags": ["etl", "nightly"],
+            "idempotencyKey": "full-1",
+            "deploymentId": w.deployment,
+            "workQueueName": "gpu",
+            "retries": 2,
+            "retryDelaySeconds": 30,
+        }))
+        .await;
+    for step in [
+        state("PENDING"),
+        state("RUNNING"),
+        json!({ "type": "COMPLETED", "name": "Done", "message": "all rows loaded" }),
+    ] {
+        let result = w.set_state(full, step).await;
+        assert_eq!(result["status"], "ACCEPT", "{result}");
+    }
+    let empty = w.run_id(json!({})).await;
+    let later = Utc::now() + Duration::hours(3);
+    let scheduled = w
+        .run_id(json!({ "state": scheduled_at(later), "tags": ["later"] }))
+        .await;
+
+    // Time-dependent while a run has not finished (the clock moves between the two reads), so
+    // compared on the finished run only.
+    let clock_fields = ["totalRunTime", "estimatedStartTimeDelta"];
+    for field in [
+        "__typename",
+        "name",
+        "workQueueName",
+        "parameters",
+        "tags",
+        "idempotencyKey",
+        "expectedStartTime",
+        "startTime",
+        "endTime",
+        "runCount",
+        "retries",
+        "retryDelaySeconds",
+        "autoScheduled",
+        "createdAt",
+        "updatedAt",
+        "totalRunTime",
+        "estimatedStartTimeDelta",
+        "flow { id name }",
+        "deployment { id name }",
+        "state { type }",
+        "state { id }",
+        "state { name }",
+        "state { message }",
+        "state { timestamp }",
+        "state { scheduledTime }",
+        "state { __typename type name }",
+        "stateHistory { type name }",
+        "taskRuns { nodes { id } }",
+    ] {
+        let page = w
+            .query(
+                &format!(
+                    "query($ws: UUID!) {{ workspace(id: $ws) {{ flowRuns {{
+                        nodes {{ id {field} }} edges {{ cursor node {{ id {field} }} }}
+                        pageInfo {{ endCursor }} }} }} }}"
+                ),
+                json!({ "ws": w.ws }),
+            )
+            .await;
+        let runs = &page["workspace"]["flowRuns"];
+        let nodes = runs["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3, "{field}");
+        for (i, node) in nodes.iter().enumerate() {
+            assert_eq!(node, &runs["edges"][i]["node"], "{field}");
+            if clock_fields.contains(&field) && node["id"] != full.to_string() {
+                continue;
+            }
+            let alone = w
+                .query(
+                    &format!("query($id: UUID!) {{ flowRun(id: $id) {{ id {field} }} }}"),
+                    json!({ "id": node["id"] }),
+                )
+                .await;
+            assert_eq!(node, &alone["flowRun"], "{field}");
+        }
+    }
+    // What the page read is what was written.
+    let page = w
+        .query(
+            "query($ws: UUID!) { workspace(id: $ws) { flowRuns { nodes {
+                id name tags parameters workQueueName state { type message scheduledTime } } } } }",
+            json!({ "ws": w.ws }),
+        )
+        .await;
+    let nodes = page["workspace"]["flowRuns"]["nodes"].as_array().unwrap();
+    let node = |id: Uuid| nodes.iter().find(|n| n["id"] == id.to_string()).unwrap();
+    assert_eq!(node(full)["name"], "every-column");
+    assert_eq!(node(full)["tags"], json!(["etl", "nightly"]));
+    assert_eq!(node(full)["parameters"]["rows"], 3);
+    assert_eq!(node(full)["workQueueName"], "gpu");
+    assert_eq!(node(full)["state"]["message"], "all rows loaded");
+    assert_eq!(node(empty)["tags"], json!([]));
+    assert_eq!(node(scheduled)["state"]["type"], "SCHEDULED");
+    let scheduled_time = node(scheduled)["state"]["scheduledTime"].as_str().unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(scheduled_time).unwrap(),
+        micros(later)
+    );
+}
