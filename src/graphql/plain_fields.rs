@@ -78,10 +78,14 @@ pub async fn resolve<T: PlainFields>(
             Err(err) => ctx.add_error(err),
         }
     }
-    let object: async_graphql::indexmap::IndexMap<Name, Value> = values
-        .into_iter()
-        .filter_map(|(key, value)| value.map(|value| (key, value)))
-        .collect();
+    // Sized up front: collected from a filtering iterator, the map would grow (and rehash) from
+    // nothing, field by field.
+    let mut object = async_graphql::indexmap::IndexMap::with_capacity(values.len());
+    for (key, value) in values {
+        if let Some(value) = value {
+            object.insert(key, value);
+        }
+    }
     Ok(if object.is_empty() {
         Value::Null
     } else {
