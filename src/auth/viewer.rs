@@ -84,11 +84,10 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> AppResult<View
         return authenticate_api_key(state, token).await;
     }
     let claims = state.sessions.verify(token)?;
-    let select = accounts::Entity::find_by_id(claims.sub);
     let AccountByPosition(account) = state
         .db
         .read_by_position::<AccountByPosition>(
-            sea_orm::QueryTrait::build(&select, state.db.backend()),
+            crate::db::select_by_ids::<accounts::Entity>(state.db.backend(), &[claims.sub]),
             1,
         )
         .await?

@@ -477,12 +477,11 @@ impl Loader<Uuid> for FlowLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let select = flows::Entity::find().filter(flows::Column::Id.is_in(keys.iter().copied()));
         let rows = self
             .0
             .db
             .read_by_position::<crate::domain::flows::FlowByPosition>(
-                sea_orm::QueryTrait::build(&select, self.0.db.backend()),
+                crate::db::select_by_ids::<flows::Entity>(self.0.db.backend(), keys),
                 keys.len() as u64,
             )
             .await
@@ -500,13 +499,11 @@ impl Loader<Uuid> for DeploymentLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let select =
-            deployments::Entity::find().filter(deployments::Column::Id.is_in(keys.iter().copied()));
         let rows = self
             .0
             .db
             .read_by_position::<crate::domain::deployments::DeploymentByPosition>(
-                sea_orm::QueryTrait::build(&select, self.0.db.backend()),
+                crate::db::select_by_ids::<deployments::Entity>(self.0.db.backend(), keys),
                 keys.len() as u64,
             )
             .await

@@ -577,13 +577,15 @@ async fn nested_task_runs_of_three_full_run_pages_in_one_request_all_arrive() {
     assert_eq!(with_task, 102);
 }
 
-/// The rows of `E` (by id) read three ways: sea-orm's derived decoder, the positional decoder
-/// `W` on sea-orm's rows, and the page's own read path (rusqlite on a SQLite file, sqlx on
-/// PostgreSQL). The decoders must all read the same models.
-async fn read_three_ways<E, W>(
+/// The rows of `E` (by id) read four ways: sea-orm's derived decoder, the positional decoder
+/// `W` on sea-orm's rows, the page's own read path (rusqlite on a SQLite file, sqlx on
+/// PostgreSQL), and that path again on the by-id loaders' statement (`select_by_ids`). The
+/// decoders must all read the same models.
+async fn read_four_ways<E, W>(
     w: &World,
     order_by: E::Column,
     model: fn(W) -> E::Model,
+    id_of: fn(&E::Model) -> Uuid,
 ) -> Vec<E::Model>
 where
     E: sea_orm::EntityTrait,
@@ -615,6 +617,21 @@ where
         .collect();
     assert_eq!(by_position, derived);
     assert_eq!(read_path, derived);
+    // And as the by-id loaders select them (their own statement, not sea-query's).
+    let ids: Vec<Uuid> = derived.iter().map(id_of).collect();
+    let statement = flowcloud::db::select_by_ids::<E>(w.app.db.get_database_backend(), &ids);
+    let mut by_ids: Vec<E::Model> = w
+        .app
+        .state
+        .db
+        .read_by_position::<W>(statement, ids.len() as u64)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(model)
+        .collect();
+    by_ids.sort_by_key(|m| ids.iter().position(|id| *id == id_of(m)));
+    assert_eq!(by_ids, derived);
     derived
 }
 
@@ -642,10 +659,11 @@ async fn the_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
     w.set_state(full, json!({ "type": "RUNNING" })).await;
     w.set_state(full, json!({ "type": "FAILED", "message": "exit 3" }))
         .await;
-    let derived = read_three_ways::<entity::flow_runs::Entity, _>(
+    let derived = read_four_ways::<entity::flow_runs::Entity, _>(
         &w,
         entity::flow_runs::Column::Id,
         |r: flowcloud::domain::flow_runs::RunByPosition| r.0,
+        |m| m.id,
     )
     .await;
     assert_eq!(derived.len(), 2);
@@ -673,10 +691,11 @@ async fn the_task_run_page_decoder_reads_rows_exactly_like_the_derived_one() {
         .await;
     w.set_task_state(full, json!({ "type": "FAILED", "message": "boom" }), false)
         .await;
-    let derived = read_three_ways::<entity::task_runs::Entity, _>(
+    let derived = read_four_ways::<entity::task_runs::Entity, _>(
         &w,
         entity::task_runs::Column::Id,
         |r: flowcloud::domain::task_runs::TaskRunByPosition| r.0,
+        |m| m.id,
     )
     .await;
     assert_eq!(derived.len(), 2);
@@ -721,17 +740,19 @@ async fn the_catalog_decoders_read_rows_exactly_like_the_derived_ones() {
             "schedule": { "interval": 60, "anchorDate": "2026-12-07T01:02:03.456789Z" } }),
     )
     .await;
-    let flows = read_three_ways::<entity::flows::Entity, _>(
+    let flows = read_four_ways::<entity::flows::Entity, _>(
         &w,
         entity::flows::Column::Id,
         |r: flowcloud::domain::flows::FlowByPosition| r.0,
+        |m| m.id,
     )
     .await;
     assert_eq!(flows.len(), 2);
-    let deployments = read_three_ways::<entity::deployments::Entity, _>(
+    let deployments = read_four_ways::<entity::deployments::Entity, _>(
         &w,
         entity::deployments::Column::Id,
         |r: flowcloud::domain::deployments::DeploymentByPosition| r.0,
+        |m| m.id,
     )
     .await;
     assert_eq!(deployments.len(), 3);
@@ -741,17 +762,19 @@ async fn the_catalog_decoders_read_rows_exactly_like_the_derived_ones() {
     let interval = deployments.iter().find(|d| d.id == interval).unwrap();
     assert_eq!(interval.schedule_interval_seconds, Some(60));
     assert!(interval.schedule_anchor_date.is_some() && interval.description.is_none());
-    let accounts = read_three_ways::<entity::accounts::Entity, _>(
+    let accounts = read_four_ways::<entity::accounts::Entity, _>(
         &w,
         entity::accounts::Column::Id,
         |r: flowcloud::auth::viewer::AccountByPosition| r.0,
+        |m| m.id,
     )
     .await;
     assert_eq!(accounts.len(), 1);
-    let workspaces = read_three_ways::<entity::workspaces::Entity, _>(
+    let workspaces = read_four_ways::<entity::workspaces::Entity, _>(
         &w,
         entity::workspaces::Column::Id,
         |r: flowcloud::domain::workspaces::WorkspaceByPosition| r.0,
+        |m| m.id,
     )
     .await;
     assert_eq!(workspaces.len(), 1);
