@@ -786,7 +786,9 @@ pub enum FlowRunSort {
 /// One page of runs by keyset, plus a lazily counted total.
 pub struct RunPage {
     /// Shared, so the page's nodes and edges hand the rows out without copying them.
-    pub rows: Vec<(String, std::sync::Arc<flow_runs::Model>)>,
+    pub rows: Vec<std::sync::Arc<flow_runs::Model>>,
+    /// The order, which the rows' cursors are made of (each made only if asked for).
+    pub sort: FlowRunSort,
     pub has_next_page: bool,
     pub has_previous_page: bool,
     pub count_query: Select<flow_runs::Entity>,
@@ -860,8 +862,9 @@ pub async fn list_unchecked(
         FlowRunSort::CreatedDesc => (C::CreatedAt, Order::Desc),
         FlowRunSort::NameAsc => (C::Name, Order::Asc),
     };
-    // The cursors are built from the sort key.
-    let columns = columns.with(RunColumns::of(&[col]));
+    // The cursors are made of the sort key (a missing expected start time falls back to the
+    // creation time).
+    let columns = columns.with(RunColumns::of(&[col, C::CreatedAt]));
     let mut query = flow_runs::Entity::find().filter(cond);
     if state.db.backend() == DbBackend::Sqlite && columns != RunColumns::ALL {
         // In place of the columns not read, NULL: SQLite then leaves them where they lie.
@@ -922,10 +925,11 @@ pub async fn list_unchecked(
     let rows = rows
         .into_iter()
         .take(first as usize)
-        .map(|RunByPosition(r)| (run_cursor(&r, sort), std::sync::Arc::new(r)))
+        .map(|RunByPosition(r)| std::sync::Arc::new(r))
         .collect();
     Ok(RunPage {
         rows,
+        sort,
         has_next_page,
         has_previous_page,
         count_query,

@@ -1100,7 +1100,7 @@ pub struct FlowRunConnection(pub domain_runs::RunPage);
 
 impl FlowRunConnection {
     fn runs(&self) -> impl Iterator<Item = &Arc<flow_runs::Model>> + Clone {
-        self.0.rows.iter().map(|(_, run)| run)
+        self.0.rows.iter()
     }
 }
 
@@ -1118,8 +1118,8 @@ impl FlowRunConnection {
             .0
             .rows
             .iter()
-            .map(|(cursor, run)| FlowRunEdge {
-                cursor: cursor.clone(),
+            .map(|run| FlowRunEdge {
+                cursor: domain_runs::run_cursor(run, self.0.sort),
                 node: Plain(FlowRun(run.clone(), related.clone())),
             })
             .collect())
@@ -1132,15 +1132,15 @@ impl FlowRunConnection {
             .0
             .rows
             .iter()
-            .map(|(_, r)| Plain(FlowRun(r.clone(), related.clone())))
+            .map(|r| Plain(FlowRun(r.clone(), related.clone())))
             .collect())
     }
     async fn page_info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.0.has_next_page,
             has_previous_page: self.0.has_previous_page,
-            start_cursor: self.0.rows.first().map(|(c, _)| c.clone()),
-            end_cursor: self.0.rows.last().map(|(c, _)| c.clone()),
+            start_cursor: (self.0.rows.first()).map(|r| domain_runs::run_cursor(r, self.0.sort)),
+            end_cursor: (self.0.rows.last()).map(|r| domain_runs::run_cursor(r, self.0.sort)),
         }
     }
     async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
