@@ -978,8 +978,8 @@ crate::db::column_set!(
     /// Which columns of a `flow_runs` row a page of runs decodes (see `RunByPosition`).
     RunColumns,
     flow_runs::Column,
-    /// What every row needs: its identity and its workspace.
-    KEYS = [flow_runs::Column::Id, flow_runs::Column::WorkspaceId]
+    /// What every row needs: its identity.
+    KEYS = [flow_runs::Column::Id]
 );
 
 impl RunByPosition {
@@ -1003,7 +1003,7 @@ impl RunByPosition {
         }
         Ok(Self(flow_runs::Model {
             id: column(row, C::Id as usize)?,
-            workspace_id: column(row, C::WorkspaceId as usize)?,
+            workspace_id: or_default(row, read(C::WorkspaceId))?,
             flow_id: or_default(row, read(C::FlowId))?,
             deployment_id: or_default(row, read(C::DeploymentId))?,
             work_queue_name: or_default(row, read(C::WorkQueueName))?,

@@ -495,7 +495,6 @@ crate::db::column_set!(
     /// What every row needs: its identity, its run, and its place in the page.
     KEYS = [
         task_runs::Column::Id,
-        task_runs::Column::WorkspaceId,
         task_runs::Column::FlowRunId,
         task_runs::Column::CreatedAt,
     ]
@@ -528,7 +527,7 @@ impl TaskRunByPosition {
         let created_at: chrono::DateTime<chrono::Utc> = column(row, C::CreatedAt as usize)?;
         Ok(Self(task_runs::Model {
             id: column(row, C::Id as usize)?,
-            workspace_id: column(row, C::WorkspaceId as usize)?,
+            workspace_id: read(row, columns, C::WorkspaceId, Uuid::nil)?,
             flow_run_id: column(row, C::FlowRunId as usize)?,
             task_key: read(row, columns, C::TaskKey, String::new)?,
             dynamic_key: read(row, columns, C::DynamicKey, String::new)?,
