@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, FromQueryResult,
-    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionTrait,
+    QueryResult, SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionTrait,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -194,27 +194,60 @@ impl Db {
 
     /// Runs a select whose columns come in `T`'s field order (see `positional_decoders!`) and
     /// which returns at most `most_rows` rows: on a SQLite file through `sqlite_reads`,
-    /// elsewhere through sea-orm.
+    /// elsewhere through sea-orm's connection (sqlx's rows, read by position as well).
     pub async fn read_by_position<T: ByPosition>(
         &self,
         statement: Statement,
         most_rows: u64,
     ) -> Result<Vec<T>, DbErr> {
-        self.read_by_position_with(statement, most_rows, T::from_sqlite_row)
-            .await
+        self.read_rows(
+            statement,
+            most_rows,
+            |row| T::from_row(row),
+            |row| from_sqlx_row(row, T::from_row, T::from_row),
+        )
+        .await
     }
 
-    /// `read_by_position`, decoding SQLite rows with `decode_sqlite` (which may skip columns
-    /// its caller will not read); elsewhere rows are decoded whole.
-    pub async fn read_by_position_with<T: ByPosition>(
+    /// `read_by_position`, decoding only `columns` of each row (the select should have `NULL`
+    /// in place of the others, see `column_set!`): the rest get values nothing reads.
+    pub async fn read_columns<T: ReadsColumns>(
         &self,
         statement: Statement,
         most_rows: u64,
-        decode_sqlite: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+        columns: T::Columns,
+    ) -> Result<Vec<T>, DbErr> {
+        self.read_rows(
+            statement,
+            most_rows,
+            move |row| T::from_row_reading(row, columns),
+            move |row| {
+                from_sqlx_row(
+                    row,
+                    |row| T::from_row_reading(row, columns),
+                    |row| T::from_row_reading(row, columns),
+                )
+            },
+        )
+        .await
+    }
+
+    async fn read_rows<T: Send + 'static>(
+        &self,
+        statement: Statement,
+        most_rows: u64,
+        decode_rusqlite: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+        decode_sqlx: impl Fn(&QueryResult) -> Result<T, DbErr>,
     ) -> Result<Vec<T>, DbErr> {
         match &self.sqlite_reads {
-            Some(reads) => reads.query(statement, most_rows, decode_sqlite).await,
-            None => T::find_by_statement(statement).all(&self.read).await,
+            Some(reads) => reads.query(statement, most_rows, decode_rusqlite).await,
+            None => self
+                .read
+                .query_all(statement)
+                .await?
+                .iter()
+                .map(decode_sqlx)
+                .collect(),
         }
     }
 
@@ -282,9 +315,103 @@ fn disable_sqlite_memory_statistics() {
     });
 }
 
-/// A row type decoded by column position on both read paths.
+/// A query row whose columns are read by position: rusqlite's on a SQLite file's read path,
+/// sqlx's elsewhere. Each row type has one decoder, generic over this, for all of them.
+pub trait PositionalRow {
+    type Error: std::fmt::Display;
+
+    fn column<T: ColumnValue>(&self, at: usize) -> Result<T, Self::Error>;
+
+    /// Column `at` if `read`, else `otherwise()`: a value the caller will not read.
+    fn column_if<T: ColumnValue>(
+        &self,
+        read: bool,
+        at: usize,
+        otherwise: impl FnOnce() -> T,
+    ) -> Result<T, Self::Error> {
+        match read {
+            true => self.column(at),
+            false => Ok(otherwise()),
+        }
+    }
+}
+
+/// A column type that every read path decodes.
+pub trait ColumnValue:
+    sqlite_reads::FromSqliteColumn
+    + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+    + sqlx::Type<sqlx::Postgres>
+    + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+    + sqlx::Type<sqlx::Sqlite>
+{
+}
+
+impl<T> ColumnValue for T where
+    T: sqlite_reads::FromSqliteColumn
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+{
+}
+
+impl PositionalRow for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn column<T: ColumnValue>(&self, at: usize) -> rusqlite::Result<T> {
+        sqlite_reads::column(self, at)
+    }
+}
+
+impl PositionalRow for sqlx::postgres::PgRow {
+    type Error = sqlx::Error;
+
+    fn column<T: ColumnValue>(&self, at: usize) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, at)
+    }
+}
+
+impl PositionalRow for sqlx::sqlite::SqliteRow {
+    type Error = sqlx::Error;
+
+    fn column<T: ColumnValue>(&self, at: usize) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, at)
+    }
+}
+
+/// Decodes sea-orm's row with whichever of the two decoders fits the sqlx row inside it.
+pub fn from_sqlx_row<T>(
+    row: &QueryResult,
+    decode_postgres: impl FnOnce(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+    decode_sqlite: impl FnOnce(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+) -> Result<T, DbErr> {
+    let decoded = if let Some(row) = row.try_as_pg_row() {
+        decode_postgres(row)
+    } else if let Some(row) = row.try_as_sqlite_row() {
+        decode_sqlite(row)
+    } else {
+        // Only sqlx's SQLite and PostgreSQL rows exist in this build.
+        return Err(DbErr::Type(
+            "a row from neither SQLite nor PostgreSQL".to_owned(),
+        ));
+    };
+    decoded.map_err(|e| DbErr::Type(e.to_string()))
+}
+
+/// A row type decoded by column position on every read path (see `positional_decoders!`).
 pub trait ByPosition: FromQueryResult + Send + 'static {
-    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    fn from_row<R: PositionalRow>(row: &R) -> Result<Self, R::Error>;
+}
+
+/// A row type that may decode only some of its columns (a `column_set!`), for pages that read
+/// a few fields of many rows.
+pub trait ReadsColumns: Sized + Send + 'static {
+    type Columns: Copy + Send + 'static;
+
+    fn from_row_reading<R: PositionalRow>(
+        row: &R,
+        columns: Self::Columns,
+    ) -> Result<Self, R::Error>;
 }
 
 /// Defines `$name`, a set of `$column`s (a bit per column, in the entity's column order) that
@@ -337,7 +464,9 @@ macro_rules! column_set {
 pub(crate) use column_set;
 
 /// Implements `FromQueryResult` and `ByPosition` for `$wrapper($model)` from one field list, in
-/// the order the query selects the columns.
+/// the order the query selects the columns. sea-orm's derived decoder looks each column up by a
+/// freshly formatted name and formats an error for every NULL it meets; hot reads decode by
+/// position instead, each with a test that both decoders read the same rows.
 macro_rules! positional_decoders {
     ($wrapper:ident, $model:path { $($field:ident),+ $(,)? }) => {
         impl sea_orm::FromQueryResult for $wrapper {
@@ -345,49 +474,24 @@ macro_rules! positional_decoders {
                 row: &sea_orm::QueryResult,
                 _prefix: &str,
             ) -> Result<Self, sea_orm::DbErr> {
-                Ok(Self($crate::db::model_by_position!(row, $model { $($field),+ })))
+                $crate::db::from_sqlx_row(
+                    row,
+                    <Self as $crate::db::ByPosition>::from_row,
+                    <Self as $crate::db::ByPosition>::from_row,
+                )
             }
         }
 
         impl $crate::db::ByPosition for $wrapper {
-            fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+            fn from_row<R: $crate::db::PositionalRow>(row: &R) -> Result<Self, R::Error> {
                 let mut column = 0..;
                 let mut next = || column.next().unwrap_or(usize::MAX);
                 type Model = $model;
                 Ok(Self(Model {
-                    $($field: $crate::db::sqlite_reads::column(row, next())?,)+
+                    $($field: row.column(next())?,)+
                 }))
             }
         }
     };
 }
 pub(crate) use positional_decoders;
-
-/// Builds a model from a query row by column position, the fields listed in the order the
-/// query selects their columns. sea-orm's derived decoder looks each column up by a freshly
-/// formatted name and formats an error for every NULL it meets; hot pages (a run page decodes
-/// ~1,300 values) read sqlx's row directly instead, each with a test that both decoders read the
-/// same rows.
-macro_rules! model_by_position {
-    ($row:expr, $model:path { $($field:ident),+ $(,)? }) => {{
-        let row: &sea_orm::QueryResult = $row;
-        let mut column = 0..;
-        let mut next = || column.next().unwrap_or(usize::MAX);
-        let sqlx_error = |e: sqlx::Error| sea_orm::DbErr::Type(e.to_string());
-        if let Some(row) = row.try_as_sqlite_row() {
-            $model {
-                $($field: sqlx::Row::try_get(row, next()).map_err(sqlx_error)?,)+
-            }
-        } else if let Some(row) = row.try_as_pg_row() {
-            $model {
-                $($field: sqlx::Row::try_get(row, next()).map_err(sqlx_error)?,)+
-            }
-        } else {
-            // Only sqlx's SQLite and PostgreSQL rows exist in this build.
-            return Err(sea_orm::DbErr::Type(
-                "a row from neither SQLite nor PostgreSQL".to_owned(),
-            ));
-        }
-    }};
-}
-pub(crate) use model_by_position;

@@ -866,9 +866,8 @@ pub async fn list_unchecked(
     // creation time).
     let columns = columns.with(RunColumns::of(&[col, C::CreatedAt]));
     let mut query = flow_runs::Entity::find().filter(cond);
-    if state.db.backend() == DbBackend::Sqlite && columns != RunColumns::ALL {
-        // In place of the columns not read, NULL: SQLite then leaves them where they lie.
-        // (PostgreSQL rows decode whole, so they keep every column.)
+    if columns != RunColumns::ALL {
+        // In place of the columns not read, NULL: the database neither reads nor sends them.
         query = query.select_only();
         for column in <C as sea_orm::Iterable>::iter() {
             query = match columns.reads(column) {
@@ -915,10 +914,10 @@ pub async fn list_unchecked(
         .limit(first + 1);
     let rows = state
         .db
-        .read_by_position_with(
+        .read_columns::<RunByPosition>(
             sea_orm::QueryTrait::build(&page, state.db.backend()),
             first + 1,
-            move |row| RunByPosition::from_sqlite_row_reading(row, columns),
+            columns,
         )
         .await?;
     let has_next_page = rows.len() as u64 > first;
@@ -982,52 +981,50 @@ crate::db::column_set!(
     KEYS = [flow_runs::Column::Id]
 );
 
-impl RunByPosition {
+impl crate::db::ReadsColumns for RunByPosition {
+    type Columns = RunColumns;
+
     /// Decodes the row's `columns`; the others get empty values that nothing reads (the caller
     /// asks only for what the fields it will answer read).
-    pub fn from_sqlite_row_reading(
-        row: &rusqlite::Row<'_>,
+    fn from_row_reading<R: crate::db::PositionalRow>(
+        row: &R,
         columns: RunColumns,
-    ) -> rusqlite::Result<Self> {
-        use crate::db::sqlite_reads::{column, FromSqliteColumn};
+    ) -> Result<Self, R::Error> {
         use flow_runs::Column as C;
-        if columns == RunColumns::ALL {
-            return <Self as crate::db::ByPosition>::from_sqlite_row(row);
-        }
-        let read = |which: C| columns.reads(which).then_some(which as usize);
-        fn or_default<T: FromSqliteColumn + Default>(
-            row: &rusqlite::Row<'_>,
-            position: Option<usize>,
-        ) -> rusqlite::Result<T> {
-            position.map_or_else(|| Ok(T::default()), |at| column(row, at))
+        fn read<R: crate::db::PositionalRow, T: crate::db::ColumnValue + Default>(
+            row: &R,
+            columns: RunColumns,
+            which: C,
+        ) -> Result<T, R::Error> {
+            row.column_if(columns.reads(which), which as usize, T::default)
         }
         Ok(Self(flow_runs::Model {
-            id: column(row, C::Id as usize)?,
-            workspace_id: or_default(row, read(C::WorkspaceId))?,
-            flow_id: or_default(row, read(C::FlowId))?,
-            deployment_id: or_default(row, read(C::DeploymentId))?,
-            work_queue_name: or_default(row, read(C::WorkQueueName))?,
-            name: or_default(row, read(C::Name))?,
-            parameters: or_default(row, read(C::Parameters))?,
-            tags: or_default(row, read(C::Tags))?,
-            idempotency_key: or_default(row, read(C::IdempotencyKey))?,
-            auto_scheduled: or_default(row, read(C::AutoScheduled))?,
-            retries: or_default(row, read(C::Retries))?,
-            retry_delay_seconds: or_default(row, read(C::RetryDelaySeconds))?,
-            run_count: or_default(row, read(C::RunCount))?,
-            total_run_time: or_default(row, read(C::TotalRunTime))?,
-            expected_start_time: or_default(row, read(C::ExpectedStartTime))?,
-            start_time: or_default(row, read(C::StartTime))?,
-            end_time: or_default(row, read(C::EndTime))?,
-            state_id: or_default(row, read(C::StateId))?,
-            state_type: or_default(row, read(C::StateType))?,
-            state_name: or_default(row, read(C::StateName))?,
-            state_message: or_default(row, read(C::StateMessage))?,
-            state_timestamp: or_default(row, read(C::StateTimestamp))?,
-            state_scheduled_time: or_default(row, read(C::StateScheduledTime))?,
-            state_transition_id: or_default(row, read(C::StateTransitionId))?,
-            created_at: or_default(row, read(C::CreatedAt))?,
-            updated_at: or_default(row, read(C::UpdatedAt))?,
+            id: row.column(C::Id as usize)?,
+            workspace_id: read(row, columns, C::WorkspaceId)?,
+            flow_id: read(row, columns, C::FlowId)?,
+            deployment_id: read(row, columns, C::DeploymentId)?,
+            work_queue_name: read(row, columns, C::WorkQueueName)?,
+            name: read(row, columns, C::Name)?,
+            parameters: read(row, columns, C::Parameters)?,
+            tags: read(row, columns, C::Tags)?,
+            idempotency_key: read(row, columns, C::IdempotencyKey)?,
+            auto_scheduled: read(row, columns, C::AutoScheduled)?,
+            retries: read(row, columns, C::Retries)?,
+            retry_delay_seconds: read(row, columns, C::RetryDelaySeconds)?,
+            run_count: read(row, columns, C::RunCount)?,
+            total_run_time: read(row, columns, C::TotalRunTime)?,
+            expected_start_time: read(row, columns, C::ExpectedStartTime)?,
+            start_time: read(row, columns, C::StartTime)?,
+            end_time: read(row, columns, C::EndTime)?,
+            state_id: read(row, columns, C::StateId)?,
+            state_type: read(row, columns, C::StateType)?,
+            state_name: read(row, columns, C::StateName)?,
+            state_message: read(row, columns, C::StateMessage)?,
+            state_timestamp: read(row, columns, C::StateTimestamp)?,
+            state_scheduled_time: read(row, columns, C::StateScheduledTime)?,
+            state_transition_id: read(row, columns, C::StateTransitionId)?,
+            created_at: read(row, columns, C::CreatedAt)?,
+            updated_at: read(row, columns, C::UpdatedAt)?,
         }))
     }
 }

@@ -500,35 +500,29 @@ crate::db::column_set!(
     ]
 );
 
-impl TaskRunByPosition {
+impl crate::db::ReadsColumns for TaskRunByPosition {
+    type Columns = TaskRunColumns;
+
     /// Decodes the row's `columns`; the others get empty values that nothing reads (the caller
     /// asks only for what the fields it will answer read).
-    pub fn from_sqlite_row_reading(
-        row: &rusqlite::Row<'_>,
+    fn from_row_reading<R: crate::db::PositionalRow>(
+        row: &R,
         columns: TaskRunColumns,
-    ) -> rusqlite::Result<Self> {
-        use crate::db::sqlite_reads::{column, FromSqliteColumn};
+    ) -> Result<Self, R::Error> {
         use task_runs::Column as C;
-        if columns == TaskRunColumns::ALL {
-            return <Self as crate::db::ByPosition>::from_sqlite_row(row);
-        }
-        fn read<T: FromSqliteColumn>(
-            row: &rusqlite::Row<'_>,
+        fn read<R: crate::db::PositionalRow, T: crate::db::ColumnValue>(
+            row: &R,
             columns: TaskRunColumns,
             which: C,
             otherwise: impl FnOnce() -> T,
-        ) -> rusqlite::Result<T> {
-            if columns.reads(which) {
-                column(row, which as usize)
-            } else {
-                Ok(otherwise())
-            }
+        ) -> Result<T, R::Error> {
+            row.column_if(columns.reads(which), which as usize, otherwise)
         }
-        let created_at: chrono::DateTime<chrono::Utc> = column(row, C::CreatedAt as usize)?;
+        let created_at: chrono::DateTime<chrono::Utc> = row.column(C::CreatedAt as usize)?;
         Ok(Self(task_runs::Model {
-            id: column(row, C::Id as usize)?,
+            id: row.column(C::Id as usize)?,
             workspace_id: read(row, columns, C::WorkspaceId, Uuid::nil)?,
-            flow_run_id: column(row, C::FlowRunId as usize)?,
+            flow_run_id: row.column(C::FlowRunId as usize)?,
             task_key: read(row, columns, C::TaskKey, String::new)?,
             dynamic_key: read(row, columns, C::DynamicKey, String::new)?,
             name: read(row, columns, C::Name, String::new)?,

@@ -239,17 +239,19 @@ fn role_column() -> usize {
 }
 
 impl sea_orm::FromQueryResult for WorkspaceWithRole {
-    fn from_query_result(row: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
-        let WorkspaceByPosition(workspace) = WorkspaceByPosition::from_query_result(row, pre)?;
-        Ok(Self(workspace, row.try_get_by_index(role_column())?))
+    fn from_query_result(row: &sea_orm::QueryResult, _: &str) -> Result<Self, sea_orm::DbErr> {
+        crate::db::from_sqlx_row(
+            row,
+            <Self as crate::db::ByPosition>::from_row,
+            <Self as crate::db::ByPosition>::from_row,
+        )
     }
 }
 
 impl crate::db::ByPosition for WorkspaceWithRole {
-    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        let WorkspaceByPosition(workspace) = WorkspaceByPosition::from_sqlite_row(row)?;
-        let role = crate::db::sqlite_reads::column(row, role_column())?;
-        Ok(Self(workspace, role))
+    fn from_row<R: crate::db::PositionalRow>(row: &R) -> Result<Self, R::Error> {
+        let WorkspaceByPosition(workspace) = WorkspaceByPosition::from_row(row)?;
+        Ok(Self(workspace, row.column(role_column())?))
     }
 }
 
