@@ -1089,19 +1089,9 @@ async fn a_page_of_runs_reads_each_run_field_as_the_run_alone() {
         let runs = &page["workspace"]["flowRuns"];
         let nodes = runs["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), 3, "{field}");
-        for (i, node) in nodes.iter().enumerate() {
-            if clock_fields.contains(&field) && node["id"] != full.to_string() {
-                continue;
-            }
-            assert_eq!(node, &runs["edges"][i]["node"], "{field}");
-            let alone = w
-                .query(
-                    &format!("query($id: UUID!) {{ flowRun(id: $id) {{ id {field} }} }}"),
-                    json!({ "id": node["id"] }),
-                )
-                .await;
-            assert_eq!(node, &alone["flowRun"], "{field}");
-        }
+        let changing =
+            |node: &Value| clock_fields.contains(&field) && node["id"] != full.to_string();
+        assert_nodes_read_as_alone(&w, runs, "flowRun", field, changing).await;
     }
     // What the page read is what was written.
     let page = w
@@ -1125,6 +1115,30 @@ async fn a_page_of_runs_reads_each_run_field_as_the_run_alone() {
         chrono::DateTime::parse_from_rfc3339(scheduled_time).unwrap(),
         micros(later)
     );
+}
+
+/// Each node of `connection` (selected as `id {field}` in its `nodes` and `edges`) is its edge's
+/// node and reads as `{by_id}(id)` reads it alone; nodes `skip` accepts are left out.
+async fn assert_nodes_read_as_alone(
+    w: &World,
+    connection: &Value,
+    by_id: &str,
+    field: &str,
+    skip: impl Fn(&Value) -> bool,
+) {
+    for (i, node) in connection["nodes"].as_array().unwrap().iter().enumerate() {
+        if skip(node) {
+            continue;
+        }
+        assert_eq!(node, &connection["edges"][i]["node"], "{field}");
+        let alone = w
+            .query(
+                &format!("query($id: UUID!) {{ {by_id}(id: $id) {{ id {field} }} }}"),
+                json!({ "id": node["id"] }),
+            )
+            .await;
+        assert_eq!(node, &alone[by_id], "{field}");
+    }
 }
 
 /// A page's nested task runs decode only the columns their selection reads (on PostgreSQL the
@@ -1187,16 +1201,7 @@ async fn a_page_of_task_runs_reads_each_task_field_as_the_task_alone() {
         let tasks = &page["workspace"]["flowRuns"]["nodes"][0]["taskRuns"];
         let nodes = tasks["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), 2, "{field}");
-        for (i, node) in nodes.iter().enumerate() {
-            assert_eq!(node, &tasks["edges"][i]["node"], "{field}");
-            let alone = w
-                .query(
-                    &format!("query($id: UUID!) {{ taskRun(id: $id) {{ id {field} }} }}"),
-                    json!({ "id": node["id"] }),
-                )
-                .await;
-            assert_eq!(node, &alone["taskRun"], "{field}");
-        }
+        assert_nodes_read_as_alone(&w, tasks, "taskRun", field, |_| false).await;
     }
     // What the page read is what was written.
     let page = w
