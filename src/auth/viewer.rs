@@ -8,24 +8,6 @@ use super::api_keys as keys;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
-/// An `accounts` row by column position (see `flow_runs::RunByPosition`): every dashboard
-/// request with a session starts by reading it.
-pub struct AccountByPosition(pub accounts::Model);
-
-crate::db::positional_decoders!(
-    AccountByPosition,
-    accounts::Model {
-        id,
-        email,
-        handle,
-        name,
-        password_hash,
-        image_id,
-        created_at,
-        updated_at,
-    }
-);
-
 /// How the viewer proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
@@ -33,10 +15,13 @@ pub enum Credential {
     ApiKey(Uuid),
 }
 
+/// The account a request acts for. A session names its account in its signed token and is
+/// taken at its word until it expires: no statement per request to look the account up (the
+/// product deletes no accounts; one removed by hand loses its memberships with it, so it can
+/// reach no workspace, and whatever reads the account row itself answers `UNAUTHENTICATED`).
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub account_id: Uuid,
-    pub email: String,
     pub credential: Credential,
 }
 
@@ -84,21 +69,21 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> AppResult<View
         return authenticate_api_key(state, token).await;
     }
     let claims = state.sessions.verify(token)?;
-    let AccountByPosition(account) = state
-        .db
-        .read_by_position::<AccountByPosition>(
-            crate::db::select_by_ids::<accounts::Entity>(state.db.backend(), &[claims.sub]),
-            1,
-        )
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::Unauthenticated("account no longer exists".into()))?;
     Ok(Viewer {
-        account_id: account.id,
-        email: account.email,
+        account_id: claims.sub,
         credential: Credential::Session,
     })
+}
+
+/// The viewer's account row; `UNAUTHENTICATED` if it is gone.
+pub async fn account_of(
+    conn: &impl sea_orm::ConnectionTrait,
+    viewer: &Viewer,
+) -> AppResult<accounts::Model> {
+    accounts::Entity::find_by_id(viewer.account_id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("account no longer exists".into()))
 }
 
 async fn authenticate_api_key(state: &AppState, token: &str) -> AppResult<Viewer> {
@@ -136,7 +121,6 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> AppResult<Viewer
     }
     Ok(Viewer {
         account_id: account.id,
-        email: account.email,
         credential: Credential::ApiKey(key_id),
     })
 }

@@ -112,10 +112,7 @@ pub async fn update_profile(
         .map(|n| validate::name("name", n, NAME_MAX))
         .transpose()?;
     let txn = state.db.begin_write().await?;
-    let account = accounts::Entity::find_by_id(viewer.account_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(AppError::unauthenticated)?;
+    let account = crate::auth::viewer::account_of(&txn, viewer).await?;
     if let Some(handle) = &handle {
         ensure_handle_free(&txn, handle, Some(account.id)).await?;
     }
@@ -161,10 +158,7 @@ pub async fn set_profile_image(
     let content_type = sniff_image_type(&bytes)
         .ok_or_else(|| AppError::bad_input("image", "must be a PNG, JPEG, WebP or GIF image"))?;
     let txn = state.db.begin_write().await?;
-    let account = accounts::Entity::find_by_id(viewer.account_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(AppError::unauthenticated)?;
+    let account = crate::auth::viewer::account_of(&txn, viewer).await?;
     let image_id = Uuid::now_v7();
     let now = Utc::now();
     profile_images::ActiveModel {
@@ -210,6 +204,7 @@ pub async fn create_api_key(
     if expires_at.is_some_and(|at| at <= now) {
         return Err(AppError::bad_input("expiresAt", "must be in the future"));
     }
+    crate::auth::viewer::account_of(state.db.read(), viewer).await?;
     let generated = keys::generate();
     let key = api_keys::ActiveModel {
         id: Set(Uuid::now_v7()),

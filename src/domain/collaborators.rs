@@ -111,13 +111,24 @@ async fn collaborator_count(
     Ok(members + pending)
 }
 
+/// The invitation is addressed to the viewer's email (as the account holds it now).
+fn addressed_to(viewer: &Viewer) -> sea_orm::sea_query::SimpleExpr {
+    invitations::Column::Email.in_subquery(
+        sea_orm::sea_query::Query::select()
+            .column(accounts::Column::Email)
+            .from(accounts::Entity)
+            .and_where(accounts::Column::Id.eq(viewer.account_id))
+            .to_owned(),
+    )
+}
+
 /// Pending, unexpired invitations addressed to the viewer's email.
 pub async fn invitations_for_viewer(
     state: &AppState,
     viewer: &Viewer,
 ) -> AppResult<Vec<invitations::Model>> {
     Ok(invitations::Entity::find()
-        .filter(invitations::Column::Email.eq(viewer.email.as_str()))
+        .filter(addressed_to(viewer))
         .filter(invitations::Column::Status.eq("PENDING"))
         .filter(invitations::Column::ExpiresAt.gt(Utc::now()))
         .order_by_desc(invitations::Column::CreatedAt)
@@ -148,7 +159,7 @@ pub async fn accept(
     let txn = state.db.begin_write().await?;
     // Only the invitee may see or accept it; to anyone else it does not exist.
     let invitation = invitations::Entity::find_by_id(invitation_id)
-        .filter(invitations::Column::Email.eq(viewer.email.as_str()))
+        .filter(addressed_to(viewer))
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("invitation"))?;

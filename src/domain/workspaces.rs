@@ -40,6 +40,7 @@ pub async fn create(
     let description =
         validate::optional_text("description", input.description.as_deref(), DESCRIPTION_MAX)?;
     let txn = state.db.begin_write().await?;
+    crate::auth::viewer::account_of(&txn, viewer).await?;
     let owned = workspaces::Entity::find()
         .filter(workspaces::Column::OwnerId.eq(viewer.account_id))
         .count(&txn)

@@ -413,6 +413,42 @@ async fn tampered_expired_or_foreign_session_tokens_are_unauthenticated() {
         &app.gql_as(&ghost, ME, json!(null)).await,
         "UNAUTHENTICATED",
     );
+    // Sessions are not looked up per request, so what else such a token can do is checked
+    // where it acts: it sees no workspace (not even one that exists), is invited to nothing,
+    // and cannot create anything for the missing account.
+    let workspace = app.create_workspace(&ada, "ada-ws").await;
+    let reads = app
+        .gql_as(
+            &ghost,
+            "query($ws: UUID!) { workspaces { id } invitations { id } workspace(id: $ws) { id } }",
+            json!({ "ws": workspace }),
+        )
+        .await;
+    assert_eq!(reads["data"]["workspaces"], json!([]), "{reads:#}");
+    assert_eq!(reads["data"]["invitations"], json!([]), "{reads:#}");
+    assert_eq!(reads["data"]["workspace"], Value::Null, "{reads:#}");
+    for (what, mutation, input) in [
+        (
+            "createWorkspace",
+            "mutation($input: CreateWorkspaceInput!) { createWorkspace(input: $input) { id } }",
+            json!({ "handle": "ghost-ws", "name": "Ghost" }),
+        ),
+        (
+            "createApiKey",
+            "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }",
+            json!({ "name": "ghost key" }),
+        ),
+    ] {
+        let response = app
+            .gql_as(&ghost, mutation, json!({ "input": input }))
+            .await;
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{what}: {response:#}"
+        );
+    }
+    assert_eq!(app.count_rows("workspaces", "").await, 1);
+    assert_eq!(app.count_rows("api_keys", "").await, 0);
 }
 
 #[tokio::test]
@@ -733,4 +769,19 @@ async fn an_unknown_profile_image_is_not_found() {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
+}
+
+/// A session token is checked by its signature alone: a request that reads nothing else runs
+/// no SQL at all (an API key, whose revocation must apply at once, is looked up each time).
+#[tokio::test]
+async fn a_session_is_checked_without_a_statement() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada").await;
+    let before = app.statement_count();
+    let response = app.gql_as(&ada.token, "{ __typename }", json!(null)).await;
+    assert_eq!(data(&response)["__typename"], "Query");
+    assert_eq!(app.statement_count() - before, 0);
+    let me = app.gql_as(&ada.token, ME, json!(null)).await;
+    assert_eq!(uuid_at(&data(&me)["me"]["id"]), ada.id);
+    assert_eq!(app.statement_count() - before, 1, "`me` reads the account once");
 }

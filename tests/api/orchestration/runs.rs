@@ -762,14 +762,6 @@ async fn the_catalog_decoders_read_rows_exactly_like_the_derived_ones() {
     let interval = deployments.iter().find(|d| d.id == interval).unwrap();
     assert_eq!(interval.schedule_interval_seconds, Some(60));
     assert!(interval.schedule_anchor_date.is_some() && interval.description.is_none());
-    let accounts = read_four_ways::<entity::accounts::Entity, _>(
-        &w,
-        entity::accounts::Column::Id,
-        |r: flowcloud::auth::viewer::AccountByPosition| r.0,
-        |m| m.id,
-    )
-    .await;
-    assert_eq!(accounts.len(), 1);
     let workspaces = read_four_ways::<entity::workspaces::Entity, _>(
         &w,
         entity::workspaces::Column::Id,
