@@ -25,14 +25,16 @@ use wal_checkpoint::WalCheckpointer;
 /// or a firewall dropped it since); one used more recently is not (see `Db::connect`).
 const PING_IDLE_PG_CONNECTIONS_AFTER: Duration = Duration::from_secs(5);
 
-/// Hot reads (see `sqlite_reads`, `postgres_reads`) under way at once, at most: a few per
-/// core, so a long read does not hold up short ones behind it. More only interleave on the
-/// cores: with 16 clients on 2 cores, 8 PostgreSQL reads at once gave a 50-run page p99 of
-/// ~26 ms where 32 gave ~31 ms (and stalls to 170 ms), for the same throughput.
+/// SQLite hot reads (see `sqlite_reads`) under way at once, at most: a few per core, so a
+/// long read does not hold up short ones behind it. More only interleave on the cores.
 pub fn hot_reads_at_once() -> usize {
     const PER_CORE: usize = 4;
     std::thread::available_parallelism().map_or(1, |n| n.get()) * PER_CORE
 }
+
+/// Shared connections for PostgreSQL's hot reads (see `postgres_reads`). Two kept a 2-core
+/// machine's server processes busy (four measured the same).
+const PIPELINED_CONNECTIONS: usize = 2;
 
 /// How to reach PostgreSQL at `url`. A server on this host (loopback or a Unix socket) is
 /// reached without TLS unless the URL (`sslmode=…`) or `PGSSLMODE` asks for it: encrypting
@@ -113,8 +115,16 @@ impl Db {
                 .await
                 .map_err(|e| format!("DATABASE_URL: cannot connect to PostgreSQL: {e}"))?;
             let statements = Arc::new(AtomicU64::new(0));
-            let postgres_reads =
-                PostgresReads::new(options, PING_IDLE_PG_CONNECTIONS_AFTER, statements.clone())?;
+            // Over TLS the hot reads stay with sqlx (see `postgres_reads`).
+            let postgres_reads = match options.get_ssl_mode() {
+                PgSslMode::Disable => Some(Arc::new(PostgresReads::new(
+                    tokio_postgres::Config::from_str(url)
+                        .map_err(|e| format!("DATABASE_URL: {e}"))?,
+                    PIPELINED_CONNECTIONS,
+                    statements.clone(),
+                ))),
+                _ => None,
+            };
             let conn = counted(
                 SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
                 &statements,
@@ -125,7 +135,7 @@ impl Db {
                 backend: DbBackend::Postgres,
                 postgres_pool: Some(pool),
                 sqlite_reads: None,
-                postgres_reads: Some(Arc::new(postgres_reads)),
+                postgres_reads,
                 wal_checkpointer: None,
                 statements,
             });
@@ -303,14 +313,17 @@ impl Db {
         statement: Statement,
         most_rows: u64,
         decode_rusqlite: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
-        decode_postgres: impl Fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+        decode_postgres: impl Fn(&tokio_postgres::Row) -> Result<T, tokio_postgres::Error>,
         decode_sqlx: impl Fn(&QueryResult) -> Result<T, DbErr>,
     ) -> Result<Vec<T>, DbErr> {
         if let Some(reads) = &self.sqlite_reads {
             return reads.query(statement, most_rows, decode_rusqlite).await;
         }
         if let Some(reads) = &self.postgres_reads {
-            return reads.query(statement, decode_postgres).await;
+            if let Some(rows) = reads.query(&statement, decode_postgres).await? {
+                return Ok(rows);
+            }
+            // Too long for a shared connection: on one of sqlx's, without the limit.
         }
         self.read
             .query_all(statement)
@@ -408,6 +421,7 @@ pub trait PositionalRow {
 /// A column type that every read path decodes.
 pub trait ColumnValue:
     sqlite_reads::FromSqliteColumn
+    + for<'r> tokio_postgres::types::FromSql<'r>
     + for<'r> sqlx::Decode<'r, sqlx::Postgres>
     + sqlx::Type<sqlx::Postgres>
     + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
@@ -417,6 +431,7 @@ pub trait ColumnValue:
 
 impl<T> ColumnValue for T where
     T: sqlite_reads::FromSqliteColumn
+        + for<'r> tokio_postgres::types::FromSql<'r>
         + for<'r> sqlx::Decode<'r, sqlx::Postgres>
         + sqlx::Type<sqlx::Postgres>
         + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
@@ -437,6 +452,14 @@ impl PositionalRow for sqlx::postgres::PgRow {
 
     fn column<T: ColumnValue>(&self, at: usize) -> Result<T, sqlx::Error> {
         sqlx::Row::try_get(self, at)
+    }
+}
+
+impl PositionalRow for tokio_postgres::Row {
+    type Error = tokio_postgres::Error;
+
+    fn column<T: ColumnValue>(&self, at: usize) -> Result<T, tokio_postgres::Error> {
+        self.try_get(at)
     }
 }
 

@@ -1,115 +1,217 @@
-//! The hottest PostgreSQL reads (the statements of a dashboard page: the session's account, the
-//! runs, their flows and deployments, nested task-run pages) run on connections of their own
-//! instead of through sqlx's pool. sqlx 0.8 pings every connection as it goes back to its pool:
-//! one more round trip to the server after each statement, and a ninth of a page's machine CPU.
-//! These connections are reused as they are, checked with a ping only after a while unused;
-//! a read cut short (its future dropped mid-statement) retires its connection rather than
-//! hand on one with a reply still in flight.
+//! The hottest PostgreSQL reads (the statements of a dashboard page: workspace and role, runs,
+//! their flows and deployments, nested task-run pages) run on a few connections shared by all
+//! requests, through tokio-postgres, which pipelines: statements issued at once by any number
+//! of requests go out together, the server answers them one after another without waiting
+//! for the client in between, and the replies come back together. Through sqlx's pool each
+//! statement took a connection of its own, a round trip and a wake-up of a server process,
+//! plus a ping as sqlx took the connection back.
 //!
-//! The most recently used connection is handed out first, so the busy few keep their plans
-//! and caches warm (PostgreSQL plans each prepared statement afresh on its first five runs
-//! per connection).
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+//! A statement on a shared connection holds up those queued behind it, so each may run for
+//! [`PIPELINED_STATEMENT_LIMIT`] at most: PostgreSQL cancels one that runs longer, and the
+//! caller runs it again on a connection of its own (see `Db::read_rows`).
+//!
+//! Only over plain connections (a server on this host, or `sslmode=disable`): the TLS modes
+//! and certificate checks of `sslmode` are sqlx's, and those reads stay with it.
+//!
+//! Values are bound as sea-orm binds them (the statements are built by sea-query or by hand
+//! with the same value types); each connection prepares a statement once and keeps it.
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use deadpool::managed::{Manager, Metrics, Pool, QueueMode, RecycleError, RecycleResult};
-use deadpool::Runtime;
-use sea_orm::{DbErr, RuntimeErr, Statement};
-use sea_query_binder::SqlxValues;
-use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::{Connection, PgConnection};
+use bytes::BytesMut;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use sea_orm::{DbErr, RuntimeErr, Statement, Value};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Client, NoTls, Row};
+use uuid::Uuid;
 
-/// How long a read waits for a connection, or for a new one to open, before failing.
-const WAIT: Duration = Duration::from_secs(30);
+/// How long one statement may hold a shared connection.
+pub const PIPELINED_STATEMENT_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Prepared statements kept per connection, at most; past it the cache starts over (a page
+/// uses a handful; the bound only stops statements that differ by an id count piling up).
+const MOST_PREPARED: usize = 1_000;
 
 pub struct PostgresReads {
-    pool: Pool<Connections>,
+    config: tokio_postgres::Config,
+    connections: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
+    next: AtomicUsize,
     statements: Arc<AtomicU64>,
 }
 
-struct Connections {
-    options: PgConnectOptions,
-    /// A connection unused this long is pinged before reuse (the server may have restarted or
-    /// a firewall dropped it since).
-    ping_after: Duration,
-}
-
-struct ReadConnection {
-    connection: PgConnection,
-    /// Set while a statement runs: still set when the connection comes back, the read was cut
-    /// short or failed, and the connection is not reused.
-    reading: bool,
-}
-
-impl Manager for Connections {
-    type Type = ReadConnection;
-    type Error = sqlx::Error;
-
-    async fn create(&self) -> Result<ReadConnection, sqlx::Error> {
-        Ok(ReadConnection {
-            connection: PgConnection::connect_with(&self.options).await?,
-            reading: false,
-        })
-    }
-
-    async fn recycle(
-        &self,
-        read: &mut ReadConnection,
-        metrics: &Metrics,
-    ) -> RecycleResult<sqlx::Error> {
-        if read.reading {
-            return Err(RecycleError::message("its last read did not finish"));
-        }
-        if metrics.last_used() >= self.ping_after {
-            read.connection.ping().await?;
-        }
-        Ok(())
-    }
+struct Connection {
+    client: Client,
+    prepared: Mutex<HashMap<String, tokio_postgres::Statement>>,
 }
 
 impl PostgresReads {
+    /// `connections` connections to the server `config` names, without TLS, opened when first
+    /// needed (and again if one is lost).
     pub fn new(
-        options: PgConnectOptions,
-        ping_after: Duration,
+        mut config: tokio_postgres::Config,
+        connections: usize,
         statements: Arc<AtomicU64>,
-    ) -> Result<Self, String> {
-        let pool = Pool::builder(Connections {
-            options,
-            ping_after,
-        })
-        .max_size(super::hot_reads_at_once())
-        .queue_mode(QueueMode::Lifo)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(WAIT))
-        .create_timeout(Some(WAIT))
-        .build()
-        .map_err(|e| format!("DATABASE_URL: cannot set up PostgreSQL reads: {e}"))?;
-        Ok(Self { pool, statements })
+    ) -> Self {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        config.options(format!(
+            "-c statement_timeout={}",
+            PIPELINED_STATEMENT_LIMIT.as_millis()
+        ));
+        Self {
+            config,
+            connections: (0..connections.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+            statements,
+        }
     }
 
-    /// Runs `statement` and decodes each row with `decode`.
+    /// Runs `statement` and decodes each row with `decode`; `None` if it ran past
+    /// [`PIPELINED_STATEMENT_LIMIT`] and was cancelled (run it elsewhere).
     pub async fn query<T>(
         &self,
-        statement: Statement,
-        decode: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
-    ) -> Result<Vec<T>, DbErr> {
-        let mut read = self.pool.get().await.map_err(|e| {
-            DbErr::Conn(RuntimeErr::Internal(format!(
-                "no PostgreSQL connection for a read: {e}"
-            )))
-        })?;
+        statement: &Statement,
+        decode: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<Option<Vec<T>>, DbErr> {
+        let connection = self.connection().await?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        read.reading = true;
-        let values = statement.values.unwrap_or(sea_orm::Values(Vec::new()));
-        let rows = sqlx::query_with(&statement.sql, SqlxValues(values))
-            .fetch_all(&mut read.connection)
-            .await
-            .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(e)))?;
-        read.reading = false;
-        drop(read);
+        let prepared = connection.prepare(&statement.sql).await?;
+        let values: Vec<Param<'_>> = statement
+            .values
+            .iter()
+            .flat_map(|values| values.0.iter().map(Param))
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let rows = match connection.client.query(&prepared, &params).await {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => return Ok(None),
+            Err(e) => return Err(query_error(e)),
+        };
         rows.iter()
             .map(|row| decode(row).map_err(|e| DbErr::Type(e.to_string())))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// The next connection in turn, opened (or reopened) if need be.
+    async fn connection(&self) -> Result<Arc<Connection>, DbErr> {
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let mut slot = self.connections[at].lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(connection.clone());
+        }
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+            DbErr::Conn(RuntimeErr::Internal(format!(
+                "cannot connect to PostgreSQL for reads: {e}"
+            )))
+        })?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(error = %err, "a PostgreSQL read connection ended");
+            }
+        });
+        let connection = Arc::new(Connection {
+            client,
+            prepared: Mutex::new(HashMap::new()),
+        });
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+impl Connection {
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, DbErr> {
+        let known = self
+            .prepared
+            .lock()
+            .map_err(|_| DbErr::Custom("prepared statements lock poisoned".into()))?
+            .get(sql)
+            .cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare(sql).await.map_err(query_error)?;
+        let mut prepared = self
+            .prepared
+            .lock()
+            .map_err(|_| DbErr::Custom("prepared statements lock poisoned".into()))?;
+        if prepared.len() >= MOST_PREPARED {
+            prepared.clear();
+        }
+        prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+fn query_error(e: tokio_postgres::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::Internal(e.to_string()))
+}
+
+/// A sea-orm value bound as tokio-postgres binds the matching Rust type.
+#[derive(Debug)]
+struct Param<'a>(&'a Value);
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        self.to_sql_checked(ty, out)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        fn bind<T: ToSql>(
+            value: &Option<T>,
+            ty: &Type,
+            out: &mut BytesMut,
+        ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+            value.to_sql_checked(ty, out)
+        }
+        fn unboxed<T>(value: &Option<Box<T>>) -> Option<&T> {
+            value.as_deref()
+        }
+        match self.0 {
+            Value::Bool(v) => bind(v, ty, out),
+            Value::TinyInt(v) => bind(&v.map(i16::from), ty, out),
+            Value::SmallInt(v) => bind(v, ty, out),
+            Value::Int(v) => bind(v, ty, out),
+            Value::BigInt(v) => bind(v, ty, out),
+            Value::TinyUnsigned(v) => bind(&v.map(i16::from), ty, out),
+            Value::SmallUnsigned(v) => bind(&v.map(i32::from), ty, out),
+            Value::Unsigned(v) => bind(&v.map(i64::from), ty, out),
+            Value::BigUnsigned(v) => bind(&v.map(i64::try_from).transpose()?, ty, out),
+            Value::Float(v) => bind(v, ty, out),
+            Value::Double(v) => bind(v, ty, out),
+            Value::String(v) => bind(&unboxed(v), ty, out),
+            Value::Char(v) => bind(&v.map(String::from), ty, out),
+            Value::Bytes(v) => bind(&unboxed(v), ty, out),
+            Value::Json(v) => bind(&unboxed(v), ty, out),
+            Value::ChronoDate(v) => bind::<&NaiveDate>(&unboxed(v), ty, out),
+            Value::ChronoTime(v) => bind::<&NaiveTime>(&unboxed(v), ty, out),
+            Value::ChronoDateTime(v) => bind::<&NaiveDateTime>(&unboxed(v), ty, out),
+            Value::ChronoDateTimeUtc(v) => bind::<&DateTime<Utc>>(&unboxed(v), ty, out),
+            Value::ChronoDateTimeLocal(v) => {
+                bind(&v.as_deref().map(|t| t.with_timezone(&Utc)), ty, out)
+            }
+            Value::ChronoDateTimeWithTimeZone(v) => {
+                bind::<&DateTime<FixedOffset>>(&unboxed(v), ty, out)
+            }
+            Value::Uuid(v) => bind::<&Uuid>(&unboxed(v), ty, out),
+            other => Err(format!("cannot bind {other:?} for a PostgreSQL read").into()),
+        }
     }
 }

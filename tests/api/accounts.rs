@@ -783,5 +783,9 @@ async fn a_session_is_checked_without_a_statement() {
     assert_eq!(app.statement_count() - before, 0);
     let me = app.gql_as(&ada.token, ME, json!(null)).await;
     assert_eq!(uuid_at(&data(&me)["me"]["id"]), ada.id);
-    assert_eq!(app.statement_count() - before, 1, "`me` reads the account once");
+    assert_eq!(
+        app.statement_count() - before,
+        1,
+        "`me` reads the account once"
+    );
 }
