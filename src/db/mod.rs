@@ -117,12 +117,18 @@ impl Db {
             let statements = Arc::new(AtomicU64::new(0));
             // Over TLS the hot reads stay with sqlx (see `postgres_reads`).
             let postgres_reads = match options.get_ssl_mode() {
-                PgSslMode::Disable => Some(Arc::new(PostgresReads::new(
-                    tokio_postgres::Config::from_str(url)
-                        .map_err(|e| format!("DATABASE_URL: {e}"))?,
-                    PIPELINED_CONNECTIONS,
-                    statements.clone(),
-                ))),
+                PgSslMode::Disable => match tokio_postgres::Config::from_str(url) {
+                    Ok(config) => Some(Arc::new(PostgresReads::new(
+                        config,
+                        PIPELINED_CONNECTIONS,
+                        statements.clone(),
+                    ))),
+                    // A setting only sqlx knows: the hot reads stay with it.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "hot reads go through the pool: DATABASE_URL has a setting tokio-postgres does not take");
+                        None
+                    }
+                },
                 _ => None,
             };
             let conn = counted(

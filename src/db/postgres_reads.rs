@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -29,7 +30,10 @@ use tokio_postgres::{Client, NoTls, Row};
 use uuid::Uuid;
 
 /// How long one statement may hold a shared connection.
-pub const PIPELINED_STATEMENT_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+pub const PIPELINED_STATEMENT_LIMIT: Duration = Duration::from_millis(250);
+
+/// After failing to connect, the reads go through sqlx's pool this long before the next try.
+const RETRY_CONNECTING_AFTER: Duration = Duration::from_secs(5);
 
 /// Prepared statements kept per connection, at most; past it the cache starts over (a page
 /// uses a handful; the bound only stops statements that differ by an id count piling up).
@@ -39,6 +43,8 @@ pub struct PostgresReads {
     config: tokio_postgres::Config,
     connections: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
     next: AtomicUsize,
+    /// After a failed attempt to connect, when to try again.
+    retry_connecting_at: tokio::sync::Mutex<Option<Instant>>,
     statements: Arc<AtomicU64>,
 }
 
@@ -56,28 +62,35 @@ impl PostgresReads {
         statements: Arc<AtomicU64>,
     ) -> Self {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        config.options(format!(
-            "-c statement_timeout={}",
+        // After the URL's own `options`, if any (a later setting wins).
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
             PIPELINED_STATEMENT_LIMIT.as_millis()
-        ));
+        );
+        config.options(options.trim_start());
         Self {
             config,
             connections: (0..connections.max(1))
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next: AtomicUsize::new(0),
+            retry_connecting_at: tokio::sync::Mutex::new(None),
             statements,
         }
     }
 
     /// Runs `statement` and decodes each row with `decode`; `None` if it ran past
-    /// [`PIPELINED_STATEMENT_LIMIT`] and was cancelled (run it elsewhere).
+    /// [`PIPELINED_STATEMENT_LIMIT`] and was cancelled, or no connection could be opened: run
+    /// it elsewhere.
     pub async fn query<T>(
         &self,
         statement: &Statement,
         decode: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
     ) -> Result<Option<Vec<T>>, DbErr> {
-        let connection = self.connection().await?;
+        let Some(connection) = self.connection().await else {
+            return Ok(None);
+        };
         self.statements.fetch_add(1, Ordering::Relaxed);
         let prepared = connection.prepare(&statement.sql).await?;
         let values: Vec<Param<'_>> = statement
@@ -98,18 +111,31 @@ impl PostgresReads {
             .map(Some)
     }
 
-    /// The next connection in turn, opened (or reopened) if need be.
-    async fn connection(&self) -> Result<Arc<Connection>, DbErr> {
+    /// The next connection in turn, opened (or reopened) if need be; `None` while connecting
+    /// fails (the reads then go through sqlx, which may know more: `PGPASSWORD`, `.pgpass`).
+    async fn connection(&self) -> Option<Arc<Connection>> {
         let at = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let mut slot = self.connections[at].lock().await;
         if let Some(connection) = slot.as_ref().filter(|c| !c.client.is_closed()) {
-            return Ok(connection.clone());
+            return Some(connection.clone());
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
-            DbErr::Conn(RuntimeErr::Internal(format!(
-                "cannot connect to PostgreSQL for reads: {e}"
-            )))
-        })?;
+        let mut retry_at = self.retry_connecting_at.lock().await;
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        let (client, connection) = match self.config.connect(NoTls).await {
+            Ok(opened) => opened,
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    "cannot open a pipelined PostgreSQL connection; hot reads go through the \
+                     pool until it can (retrying in {RETRY_CONNECTING_AFTER:?})"
+                );
+                *retry_at = Some(Instant::now() + RETRY_CONNECTING_AFTER);
+                return None;
+            }
+        };
+        *retry_at = None;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::warn!(error = %err, "a PostgreSQL read connection ended");
@@ -120,7 +146,7 @@ impl PostgresReads {
             prepared: Mutex::new(HashMap::new()),
         });
         *slot = Some(connection.clone());
-        Ok(connection)
+        Some(connection)
     }
 }
 

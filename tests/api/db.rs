@@ -87,3 +87,35 @@ async fn reads_cut_short_leave_the_next_reads_their_own_rows() {
         assert_eq!(rows[0].0, n);
     }
 }
+
+/// A `DATABASE_URL` setting that only sqlx takes (tokio-postgres refuses the URL) leaves the
+/// hot reads with sqlx's pool: the server starts and answers pages all the same.
+#[tokio::test]
+async fn a_url_only_sqlx_understands_keeps_the_hot_reads_on_its_pool() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        if config.database_url.starts_with("postgres") {
+            let separator = if config.database_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            config.database_url = format!(
+                "{}{separator}statement-cache-capacity=50",
+                config.database_url
+            );
+        }
+    })
+    .await;
+    let ada = app.sign_up("ada").await;
+    let workspace = app.create_workspace(&ada, "ada-ws").await;
+    let response = app
+        .gql_as(
+            &ada.token,
+            "query($ws: UUID!) { workspace(id: $ws) { handle flowRuns(first: 5) { totalCount nodes { id } } } }",
+            serde_json::json!({ "ws": workspace }),
+        )
+        .await;
+    let workspace = &crate::helpers::data(&response)["workspace"];
+    assert_eq!(workspace["handle"], "ada-ws");
+    assert_eq!(workspace["flowRuns"]["totalCount"], 0);
+}
