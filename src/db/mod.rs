@@ -36,6 +36,39 @@ pub fn hot_reads_at_once() -> usize {
 /// machine's server processes busy (four measured the same).
 const PIPELINED_CONNECTIONS: usize = 2;
 
+/// The pipelined connections' settings: the server, user, database and options exactly as
+/// sqlx resolved them (from the URL, then `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+/// `PGOPTIONS`), so both reach the same database; the password from the URL or `PGPASSWORD`
+/// (one only in `.pgpass` fails to connect, and the reads stay with sqlx).
+fn pipelined_config(url: &str, options: &PgConnectOptions) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    match options.get_socket() {
+        Some(directory) => config.host_path(directory),
+        None => config.host(options.get_host()),
+    };
+    config.port(options.get_port());
+    config.user(options.get_username());
+    if let Some(database) = options.get_database() {
+        config.dbname(database);
+    }
+    if let Some(settings) = options.get_options() {
+        config.options(settings);
+    }
+    if let Some(name) = options.get_application_name() {
+        config.application_name(name);
+    }
+    let from_url = url::Url::parse(url).ok().and_then(|u| {
+        u.password()
+            .map(|p| percent_encoding::percent_decode_str(p).collect::<Vec<u8>>())
+    });
+    if let Some(password) =
+        from_url.or_else(|| std::env::var_os("PGPASSWORD").map(|p| p.into_encoded_bytes()))
+    {
+        config.password(password);
+    }
+    config
+}
+
 /// How to reach PostgreSQL at `url`. A server on this host (loopback or a Unix socket) is
 /// reached without TLS unless the URL (`sslmode=…`) or `PGSSLMODE` asks for it: encrypting
 /// loopback traffic protects nothing (whoever can read it can read the server's memory) and
@@ -117,18 +150,11 @@ impl Db {
             let statements = Arc::new(AtomicU64::new(0));
             // Over TLS the hot reads stay with sqlx (see `postgres_reads`).
             let postgres_reads = match options.get_ssl_mode() {
-                PgSslMode::Disable => match tokio_postgres::Config::from_str(url) {
-                    Ok(config) => Some(Arc::new(PostgresReads::new(
-                        config,
-                        PIPELINED_CONNECTIONS,
-                        statements.clone(),
-                    ))),
-                    // A setting only sqlx knows: the hot reads stay with it.
-                    Err(err) => {
-                        tracing::warn!(error = %err, "hot reads go through the pool: DATABASE_URL has a setting tokio-postgres does not take");
-                        None
-                    }
-                },
+                PgSslMode::Disable => Some(Arc::new(PostgresReads::new(
+                    pipelined_config(url, &options),
+                    PIPELINED_CONNECTIONS,
+                    statements.clone(),
+                ))),
                 _ => None,
             };
             let conn = counted(
@@ -596,7 +622,35 @@ pub(crate) use positional_decoders;
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn the_pipelined_connections_reach_the_database_sqlx_resolved() {
+        let config = |url: &str| {
+            let options = postgres_options(url).unwrap();
+            pipelined_config(url, &options)
+        };
+        let tcp =
+            config("postgres://app:p%40ss%2Fw@127.0.0.1:5433/flow?options=-c%20search_path%3Dfc");
+        assert_eq!(
+            tcp.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("127.0.0.1".into())]
+        );
+        assert_eq!(tcp.get_ports(), [5433]);
+        assert_eq!(tcp.get_user(), Some("app"));
+        assert_eq!(tcp.get_dbname(), Some("flow"));
+        assert_eq!(tcp.get_password(), Some(&b"p@ss/w"[..]));
+        assert_eq!(tcp.get_options(), Some("-c search_path=fc"));
+        let socket = config("postgres://app@localhost/flow?host=/var/run/postgresql");
+        assert_eq!(
+            socket.get_hosts(),
+            [tokio_postgres::config::Host::Unix(
+                "/var/run/postgresql".into()
+            )]
+        );
+    }
 
     #[test]
     fn a_server_on_this_host_is_reached_without_tls_unless_the_url_asks() {

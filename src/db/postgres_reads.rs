@@ -32,6 +32,10 @@ use uuid::Uuid;
 /// How long one statement may hold a shared connection.
 pub const PIPELINED_STATEMENT_LIMIT: Duration = Duration::from_millis(250);
 
+/// A statement on a shared connection with no reply by then gives the connection up (the
+/// server's limit is [`PIPELINED_STATEMENT_LIMIT`] per statement; this allows for a queue).
+const REPLY_WITHIN: Duration = Duration::from_secs(5);
+
 /// After failing to connect, the reads go through sqlx's pool this long before the next try.
 const RETRY_CONNECTING_AFTER: Duration = Duration::from_secs(5);
 
@@ -45,6 +49,8 @@ pub struct PostgresReads {
     next: AtomicUsize,
     /// After a failed attempt to connect, when to try again.
     retry_connecting_at: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether a failure to connect was logged as a warning (the later ones are not).
+    warned_of_connecting: std::sync::atomic::AtomicBool,
     statements: Arc<AtomicU64>,
 }
 
@@ -62,6 +68,9 @@ impl PostgresReads {
         statements: Arc<AtomicU64>,
     ) -> Self {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(REPLY_WITHIN);
+        }
         // After the URL's own `options`, if any (a later setting wins).
         let options = format!(
             "{} -c statement_timeout={}",
@@ -76,23 +85,23 @@ impl PostgresReads {
                 .collect(),
             next: AtomicUsize::new(0),
             retry_connecting_at: tokio::sync::Mutex::new(None),
+            warned_of_connecting: std::sync::atomic::AtomicBool::new(false),
             statements,
         }
     }
 
-    /// Runs `statement` and decodes each row with `decode`; `None` if it ran past
-    /// [`PIPELINED_STATEMENT_LIMIT`] and was cancelled, or no connection could be opened: run
-    /// it elsewhere.
+    /// Runs `statement` and decodes each row with `decode`. `None` when it is better run
+    /// elsewhere: it was cancelled (past [`PIPELINED_STATEMENT_LIMIT`], or waiting on a lock as
+    /// it was prepared), no connection could be opened, the connection was lost or gave no
+    /// reply within [`REPLY_WITHIN`], or a cached statement no longer fits its table.
     pub async fn query<T>(
         &self,
         statement: &Statement,
         decode: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
     ) -> Result<Option<Vec<T>>, DbErr> {
-        let Some(connection) = self.connection().await else {
+        let Some((at, connection)) = self.connection().await else {
             return Ok(None);
         };
-        self.statements.fetch_add(1, Ordering::Relaxed);
-        let prepared = connection.prepare(&statement.sql).await?;
         let values: Vec<Param<'_>> = statement
             .values
             .iter()
@@ -100,24 +109,51 @@ impl PostgresReads {
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = match connection.client.query(&prepared, &params).await {
-            Ok(rows) => rows,
-            Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => return Ok(None),
-            Err(e) => return Err(query_error(e)),
+        let run = async {
+            let prepared = connection.prepare(&statement.sql).await?;
+            connection.client.query(&prepared, &params).await
         };
+        let rows = match tokio::time::timeout(REPLY_WITHIN, run).await {
+            Ok(Ok(rows)) => rows,
+            Err(_) => {
+                // A connection that stopped answering (a firewall dropping it silently, say):
+                // the next read opens another.
+                self.forget(at, &connection).await;
+                return Ok(None);
+            }
+            Ok(Err(e)) if e.is_closed() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN) => {
+                return Ok(None)
+            }
+            Ok(Err(e)) if e.code() == Some(&SqlState::QUERY_CANCELED) => return Ok(None),
+            // "cached plan must not change result type": a migration changed a table.
+            Ok(Err(e)) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
+                connection.forget_prepared();
+                return Ok(None);
+            }
+            Ok(Err(e)) => return Err(query_error(e)),
+        };
+        self.statements.fetch_add(1, Ordering::Relaxed);
         rows.iter()
             .map(|row| decode(row).map_err(|e| DbErr::Type(e.to_string())))
             .collect::<Result<_, _>>()
             .map(Some)
     }
 
+    /// Drops the connection in slot `at` if it is still `connection`.
+    async fn forget(&self, at: usize, connection: &Arc<Connection>) {
+        let mut slot = self.connections[at].lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            *slot = None;
+        }
+    }
+
     /// The next connection in turn, opened (or reopened) if need be; `None` while connecting
     /// fails (the reads then go through sqlx, which may know more: `PGPASSWORD`, `.pgpass`).
-    async fn connection(&self) -> Option<Arc<Connection>> {
+    async fn connection(&self) -> Option<(usize, Arc<Connection>)> {
         let at = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let mut slot = self.connections[at].lock().await;
         if let Some(connection) = slot.as_ref().filter(|c| !c.client.is_closed()) {
-            return Some(connection.clone());
+            return Some((at, connection.clone()));
         }
         let mut retry_at = self.retry_connecting_at.lock().await;
         if retry_at.is_some_and(|at| Instant::now() < at) {
@@ -125,6 +161,11 @@ impl PostgresReads {
         }
         let (client, connection) = match self.config.connect(NoTls).await {
             Ok(opened) => opened,
+            Err(err) if self.warned_of_connecting.swap(true, Ordering::Relaxed) => {
+                tracing::debug!(error = %err, "still cannot open a pipelined PostgreSQL connection");
+                *retry_at = Some(Instant::now() + RETRY_CONNECTING_AFTER);
+                return None;
+            }
             Err(err) => {
                 tracing::warn!(
                     error = %err,
@@ -146,31 +187,34 @@ impl PostgresReads {
             prepared: Mutex::new(HashMap::new()),
         });
         *slot = Some(connection.clone());
-        Some(connection)
+        Some((at, connection))
     }
 }
 
 impl Connection {
-    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, DbErr> {
-        let known = self
-            .prepared
-            .lock()
-            .map_err(|_| DbErr::Custom("prepared statements lock poisoned".into()))?
-            .get(sql)
-            .cloned();
-        if let Some(statement) = known {
-            return Ok(statement);
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.prepared().get(sql) {
+            return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql).await.map_err(query_error)?;
-        let mut prepared = self
-            .prepared
-            .lock()
-            .map_err(|_| DbErr::Custom("prepared statements lock poisoned".into()))?;
+        let statement = self.client.prepare(sql).await?;
+        let mut prepared = self.prepared();
         if prepared.len() >= MOST_PREPARED {
             prepared.clear();
         }
         prepared.insert(sql.to_owned(), statement.clone());
         Ok(statement)
+    }
+
+    fn forget_prepared(&self) {
+        self.prepared().clear();
+    }
+
+    fn prepared(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio_postgres::Statement>> {
+        // The map is only read and written whole under the lock: a panic elsewhere cannot
+        // leave it half-changed.
+        self.prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
