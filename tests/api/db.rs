@@ -1,7 +1,7 @@
 //! The database layer's own connections for hot reads.
 use sea_orm::Statement;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, TestApp};
 
 /// A row of one integer column.
 #[derive(Debug)]
@@ -19,25 +19,35 @@ impl flowcloud::db::ByPosition for Number {
     }
 }
 
+/// A server on a fresh PostgreSQL database; `None` (the test is skipped) on SQLite, whose
+/// reads share no connections.
+async fn app_on_postgres() -> Option<TestApp> {
+    let app = spawn_app().await;
+    if !app.is_postgres() {
+        println!("skipped: SQLite reads do not share connections");
+        return None;
+    }
+    Some(app)
+}
+
+/// `sql`'s rows through the hot-read path.
+async fn read_numbers(db: flowcloud::db::Db, sql: String) -> Result<Vec<Number>, sea_orm::DbErr> {
+    db.read_by_position::<Number>(Statement::from_string(sea_orm::DbBackend::Postgres, sql), 1)
+        .await
+}
+
 /// PostgreSQL hot reads share a few pipelined connections, where one statement holds up those
 /// behind it: one that runs past the limit is cancelled there and answered from a connection
 /// of its own, so it still succeeds.
 #[tokio::test]
 async fn a_hot_read_too_long_for_a_shared_connection_is_answered_from_another() {
-    let app = spawn_app().await;
-    if !app.is_postgres() {
-        println!("skipped: SQLite reads do not share connections");
+    let Some(app) = app_on_postgres().await else {
         return;
-    }
+    };
     let limit = flowcloud::db::postgres_reads::PIPELINED_STATEMENT_LIMIT;
     let sql = format!("SELECT 42 FROM pg_sleep({})", (limit * 2).as_secs_f64());
     let before = app.statement_count();
-    let rows = app
-        .state
-        .db
-        .read_by_position::<Number>(Statement::from_string(sea_orm::DbBackend::Postgres, sql), 1)
-        .await
-        .unwrap();
+    let rows = read_numbers(app.state.db.clone(), sql).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].0, 42);
     assert_eq!(
@@ -51,22 +61,10 @@ async fn a_hot_read_too_long_for_a_shared_connection_is_answered_from_another() 
 /// reads after them get their own rows.
 #[tokio::test]
 async fn reads_cut_short_leave_the_next_reads_their_own_rows() {
-    let app = spawn_app().await;
-    if !app.is_postgres() {
-        println!("skipped: SQLite reads do not share connections");
+    let Some(app) = app_on_postgres().await else {
         return;
-    }
-    let db = app.state.db.clone();
-    let read = |sql: String| {
-        let db = db.clone();
-        async move {
-            db.read_by_position::<Number>(
-                Statement::from_string(sea_orm::DbBackend::Postgres, sql),
-                1,
-            )
-            .await
-        }
     };
+    let read = |sql: String| read_numbers(app.state.db.clone(), sql);
     let abandoned: Vec<_> = (0..4)
         .map(|i| tokio::spawn(read(format!("SELECT {i} FROM pg_sleep(0.1)"))))
         .collect();
