@@ -25,13 +25,6 @@ use wal_checkpoint::WalCheckpointer;
 /// or a firewall dropped it since); one used more recently is not (see `Db::connect`).
 const PING_IDLE_PG_CONNECTIONS_AFTER: Duration = Duration::from_secs(5);
 
-/// SQLite hot reads (see `sqlite_reads`) under way at once, at most: a few per core, so a
-/// long read does not hold up short ones behind it. More only interleave on the cores.
-pub fn hot_reads_at_once() -> usize {
-    const PER_CORE: usize = 4;
-    std::thread::available_parallelism().map_or(1, |n| n.get()) * PER_CORE
-}
-
 /// Shared connections for PostgreSQL's hot reads (see `postgres_reads`). Two kept a 2-core
 /// machine's server processes busy (four measured the same).
 const PIPELINED_CONNECTIONS: usize = 2;

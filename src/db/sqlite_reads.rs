@@ -30,6 +30,9 @@ pub struct SqliteReads {
     statements: Arc<AtomicU64>,
 }
 
+/// Concurrent reads per core: a few, so a long read does not hold up short ones behind it.
+const READS_PER_CORE: usize = 4;
+
 /// Reads of at most this many rows run on the calling task's thread (a 200-run page of
 /// runs, five task runs each of fifty runs); longer ones on the blocking pool, so they do
 /// not hold up the other tasks of an async worker.
@@ -37,10 +40,11 @@ const INLINE_ROWS: u64 = 1_000;
 
 impl SqliteReads {
     pub fn new(path: &Path, statements: Arc<AtomicU64>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
-            running: Arc::new(tokio::sync::Semaphore::new(super::hot_reads_at_once())),
+            running: Arc::new(tokio::sync::Semaphore::new(cores * READS_PER_CORE)),
             statements,
         }
     }
