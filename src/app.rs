@@ -15,6 +15,9 @@ use crate::graphql::{build_schema, AppSchema};
 use crate::state::AppState;
 
 const JWT_SECRET_KEY: &str = "jwt_secret";
+/// How long a stopping server waits for a background step under way (a scheduler step, giving
+/// the leader lease up) before it returns anyway.
+const SERVICES_STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Application {
     listener: TcpListener,
@@ -40,7 +43,11 @@ impl Application {
             .map_err(|e| format!("FLOWCLOUD_LISTEN: {e}"))?;
         let state = AppState::new(db, config, &secret);
         if let Some(pool) = state.db.postgres_pool() {
-            crate::events::replicas::spawn_listener(pool.clone(), state.events.clone());
+            crate::events::replicas::spawn_listener(
+                pool.clone(),
+                state.events.clone(),
+                state.shutdown.subscribe(),
+            );
         }
         let schema = build_schema(Some(state.clone()));
         Ok(Self {
@@ -59,7 +66,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and lets the background
+    /// services finish the step under way (the leader gives its lease up) before it returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -71,9 +79,11 @@ impl Application {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-        if self.state.config.background_services {
-            crate::services::spawn_all(&self.state);
-        }
+        let services = self
+            .state
+            .config
+            .background_services
+            .then(|| crate::services::spawn_all(&self.state));
         tracing::info!("listening on http://{}", self.address);
         let state = self.state.clone();
         let stop = async move {
@@ -82,12 +92,31 @@ impl Application {
             // graceful shutdown can complete while in-flight requests finish.
             let _ = state.shutdown.send(true);
         };
-        axum::serve(
+        let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop)
-        .await
+        .await;
+        // Told already when the shutdown future resolved; again in case serving failed.
+        let _ = self.state.shutdown.send(true);
+        if let Some(mut services) = services {
+            let all_stopped = async {
+                while let Some(stopped) = services.join_next().await {
+                    if let Err(err) = stopped {
+                        tracing::error!(error = %err, "a background service failed");
+                    }
+                }
+            };
+            if tokio::time::timeout(SERVICES_STOP_WITHIN, all_stopped)
+                .await
+                .is_err()
+            {
+                tracing::warn!("background services still busy at shutdown: stopping anyway");
+            }
+        }
+        tracing::info!("server stopped");
+        served
     }
 }
 

@@ -64,19 +64,28 @@ pub async fn notify(conn: &impl ConnectionTrait, notice: &Notice) -> AppResult<(
     Ok(())
 }
 
-/// Listens for other processes' notifications for as long as the process runs.
-pub fn spawn_listener(pool: sqlx::PgPool, bus: EventBus) {
+/// Listens for other processes' notifications until the server shuts down.
+pub fn spawn_listener(
+    pool: sqlx::PgPool,
+    bus: EventBus,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match listen(&pool, &bus).await {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, "replica event listener lost its connection; reconnecting");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+            let err = tokio::select! {
+                listened = listen(&pool, &bus) => match listened {
+                    Ok(()) => return,
+                    Err(err) => err,
+                },
+                _ = shutdown.changed() => return,
+            };
+            tracing::warn!(error = %err, "replica event listener lost its connection; reconnecting");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
             }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
 }

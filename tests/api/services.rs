@@ -1036,11 +1036,15 @@ struct Replica {
 
 impl Replica {
     async fn start(database_url: &str) -> Replica {
+        Self::start_with_lease(database_url, 1).await
+    }
+
+    async fn start_with_lease(database_url: &str, lease_seconds: u32) -> Replica {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowcloud"))
             .env("DATABASE_URL", database_url)
             .env("FLOWCLOUD_LISTEN", "127.0.0.1:0")
-            .env("FLOWCLOUD_LEADER_LEASE_SECONDS", "1")
+            .env("FLOWCLOUD_LEADER_LEASE_SECONDS", lease_seconds.to_string())
             .env("FLOWCLOUD_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
@@ -1083,6 +1087,33 @@ impl Replica {
     fn leads(&self) -> bool {
         self.said("this replica now runs the background services")
     }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_server_process_told_to_stop_gives_its_lease_up_before_it_exits() {
+    let app = spawn_app().await;
+    // Ten minutes: only giving the lease up frees it within the test.
+    let mut replica = Replica::start_with_lease(&app.config.database_url, 600).await;
+    eventually(StdDuration::from_secs(10), "the process to lead", || {
+        let leads = replica.leads();
+        async move { leads.then_some(()) }
+    })
+    .await;
+    assert!(current_holder(&app, Utc::now()).await.is_some());
+
+    // What a service manager sends to stop it.
+    let pid = replica.child.id().expect("a running process") as libc::pid_t;
+    // SAFETY: kill(2) with a child's pid and a signal number touches no memory of ours.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = replica.child.wait().await.expect("waiting for the process");
+    assert!(status.success(), "exited with {status}");
+    assert_eq!(
+        current_holder(&app, Utc::now()).await,
+        None,
+        "the lease is still held after the process exited"
+    );
+    assert!(replica.said("server stopped"));
 }
 
 #[tokio::test]
