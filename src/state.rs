@@ -32,6 +32,12 @@ pub struct ServiceHandles {
     pub leader_until_ms: std::sync::atomic::AtomicI64,
     pub wake_scheduler: tokio::sync::Notify,
     pub wake_late: tokio::sync::Notify,
+    /// When the late detector looks next (Unix milliseconds): `i64::MAX` while it looks (or
+    /// before it first has), `i64::MIN` while this replica does not run it. A run that could
+    /// become late sooner wakes it; any other is seen in time without waking it.
+    pub late_check_at_ms: std::sync::atomic::AtomicI64,
+    /// Steps the late detector has taken, for tests and diagnostics.
+    pub late_ticks: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -40,9 +46,31 @@ impl AppState {
         self.services.wake_scheduler.notify_one();
     }
 
-    /// Runs were scheduled or claimed: the late detector recomputes its next due time.
-    pub fn wake_late_detector(&self) {
-        self.services.wake_late.notify_one();
+    /// A run's state was written (committed): if the late detector will watch it (see
+    /// `late_runs::waiting_since`) and it would be late before the detector looks next, wakes
+    /// the detector. Returns whether it did.
+    pub fn run_state_written(
+        &self,
+        state_type: &str,
+        name: &str,
+        scheduled_time: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        crate::services::late_runs::waiting_since(state_type, name, scheduled_time)
+            .is_some_and(|since| self.run_waiting_since(since))
+    }
+
+    fn run_waiting_since(&self, scheduled_time: chrono::DateTime<chrono::Utc>) -> bool {
+        let late_at =
+            scheduled_time + chrono::Duration::seconds(i64::from(self.config.late_after_seconds));
+        let looks_at = self
+            .services
+            .late_check_at_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let sooner = late_at.timestamp_millis() < looks_at;
+        if sooner {
+            self.services.wake_late.notify_one();
+        }
+        sooner
     }
 }
 
@@ -69,6 +97,8 @@ impl AppState {
                 leader_until_ms: std::sync::atomic::AtomicI64::new(0),
                 wake_scheduler: tokio::sync::Notify::new(),
                 wake_late: tokio::sync::Notify::new(),
+                late_check_at_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
+                late_ticks: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }

@@ -134,8 +134,8 @@ pub async fn claim(
     };
     txn.commit().await?;
     if let Some(seq) = last_seq {
+        // Claimed runs leave the late detector's watch: nothing for it to look at sooner.
         state.events.committed(workspace_id, seq);
-        state.wake_late_detector();
     }
     Ok(models)
 }

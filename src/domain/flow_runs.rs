@@ -165,7 +165,11 @@ pub async fn create(
         Ok((model, seq)) => {
             txn.commit().await?;
             state.events.committed(workspace_id, seq);
-            state.wake_late_detector();
+            state.run_state_written(
+                &model.state_type,
+                &model.state_name,
+                model.state_scheduled_time,
+            );
             Ok(model)
         }
         Err(InsertError::Duplicate) => {
@@ -462,6 +466,12 @@ pub async fn set_state(
     txn.commit().await?;
     if let Some(seq) = seq {
         state.events.committed(workspace_id, seq);
+        // Scheduled again (a re-run): late from its new time.
+        state.run_state_written(
+            outcome.state.state_type.as_str(),
+            &outcome.state.name,
+            outcome.state.scheduled_time,
+        );
     }
     Ok(outcome)
 }

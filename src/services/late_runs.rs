@@ -1,8 +1,8 @@
 //! The late-run detector: a `SCHEDULED` run named `Scheduled` whose expected start is more than
 //! `FLOWCLOUD_LATE_AFTER_SECONDS` in the past becomes `Late`. The expected start is the time
 //! its current `SCHEDULED` state is for (a re-run's new time, not the first run's) (through the orchestration rules,
-//! with a `LATE` alert). It sleeps until the next run's due time rather than polling, and new
-//! runs or claims wake it.
+//! with a `LATE` alert). It sleeps until the next run's due time rather than polling; a run
+//! scheduled to be due before then wakes it (`AppState::run_scheduled`).
 use chrono::{DateTime, Duration, Utc};
 use entity::flow_runs;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -14,6 +14,18 @@ use crate::error::AppResult;
 use crate::state::AppState;
 
 const BATCH: u64 = 500;
+
+/// When a run in this state started waiting, if the detector will mark it late once it has
+/// waited longer than the threshold: only a `SCHEDULED` state named `Scheduled`, for a time.
+pub fn waiting_since(
+    state_type: &str,
+    name: &str,
+    scheduled_time: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    (state_type == StateType::Scheduled.as_str() && name == NAME_SCHEDULED)
+        .then_some(scheduled_time)
+        .flatten()
+}
 
 pub struct Tick {
     /// Runs marked late in this step.

@@ -102,9 +102,14 @@ async fn scheduler_loop(state: AppState, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn late_detector_loop(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let looks_at = &state.services.late_check_at_ms;
     loop {
         let mut sleep_for = LATE_IDLE;
-        if is_leader(&state) {
+        let leader = is_leader(&state);
+        if leader {
+            // Before it reads the runs: one scheduled after that read must wake it again.
+            looks_at.store(i64::MAX, Ordering::SeqCst);
+            state.services.late_ticks.fetch_add(1, Ordering::Relaxed);
             let now = Utc::now();
             match late_runs::try_tick(&state, now).await {
                 Ok(tick) => {
@@ -117,6 +122,14 @@ async fn late_detector_loop(state: AppState, mut shutdown: watch::Receiver<bool>
                 Err(err) => tracing::warn!(error = ?err, "late-run detector step failed"),
             }
         }
+        // Not leading, it acts on nothing: becoming leader wakes it.
+        let next_look = if leader {
+            let sleep_ms = i64::try_from(sleep_for.as_millis()).unwrap_or(i64::MAX);
+            Utc::now().timestamp_millis().saturating_add(sleep_ms)
+        } else {
+            i64::MIN
+        };
+        looks_at.store(next_look, Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
             _ = state.services.wake_late.notified() => {}

@@ -128,6 +128,7 @@ pub async fn fill(state: &AppState, deployment_id: Uuid, now: DateTime<Utc>) -> 
         .collect();
     let mut created = 0;
     let mut last_seq = None;
+    let mut earliest: Option<DateTime<Utc>> = None;
     for at in times {
         let key = idempotency_key(&deployment, at);
         if existing.contains(&key) {
@@ -156,6 +157,7 @@ pub async fn fill(state: &AppState, deployment_id: Uuid, now: DateTime<Utc>) -> 
                 savepoint.commit().await?;
                 created += 1;
                 last_seq = Some(seq);
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
             Err(InsertError::Duplicate) => savepoint.rollback().await?,
             Err(InsertError::App(err)) => return Err(err),
@@ -164,7 +166,7 @@ pub async fn fill(state: &AppState, deployment_id: Uuid, now: DateTime<Utc>) -> 
     txn.commit().await?;
     if let Some(seq) = last_seq {
         state.events.committed(deployment.workspace_id, seq);
-        state.wake_late_detector();
+        state.run_state_written(StateType::Scheduled.as_str(), NAME_SCHEDULED, earliest);
     }
     Ok(created)
 }

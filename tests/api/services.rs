@@ -5,6 +5,7 @@
 //! service's `try_tick` with chosen times far in the future, so what they check never meets
 //! what the loops do on their own.
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
@@ -874,6 +875,55 @@ async fn the_next_due_time_is_the_earliest_expected_start_plus_the_threshold() {
     let tick = late_tick(&s.app.state, at + Duration::seconds(60)).await;
     assert_eq!(tick.marked, 1);
     assert_eq!(tick.next_due, Some(at + Duration::seconds(122)));
+}
+
+/// The late detector's next look (Unix ms) once it has looked at least once and sleeps.
+async fn late_detector_asleep(app: &TestApp) -> i64 {
+    let services = &app.state.services;
+    eventually(StdDuration::from_secs(10), "the late detector to look and sleep", || {
+        let looks_at = services.late_check_at_ms.load(Ordering::SeqCst);
+        let looked = services.late_ticks.load(Ordering::SeqCst) > 0;
+        async move { (looked && looks_at != i64::MAX && looks_at != i64::MIN).then_some(looks_at) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn runs_due_after_the_late_detectors_next_look_leave_it_asleep_and_one_due_sooner_wakes_it() {
+    let s = setup_with("quiet", late_after_two_seconds).await;
+    let services = &s.app.state.services;
+    let looks_at = late_detector_asleep(&s.app).await;
+    let ticks = services.late_ticks.load(Ordering::SeqCst);
+
+    // Due in an hour: the detector's next look (within 30 s) is soon enough for them.
+    let at = an_hour_from_now();
+    for offset in 0..20 {
+        s.manual_run(
+            json!({}),
+            json!({ "type": "SCHEDULED", "scheduledTime": at + Duration::seconds(offset) }),
+        )
+        .await;
+    }
+    assert_eq!(
+        services.late_ticks.load(Ordering::SeqCst),
+        ticks,
+        "woken needlessly"
+    );
+    assert_eq!(services.late_check_at_ms.load(Ordering::SeqCst), looks_at);
+
+    // Due in two seconds, before the next look: it wakes, plans for it and marks it in time.
+    let soon = s
+        .manual_run(
+            json!({}),
+            json!({ "type": "SCHEDULED", "scheduledTime": Utc::now() }),
+        )
+        .await;
+    eventually(StdDuration::from_secs(10), "the run to become Late", || {
+        let s = &s;
+        async move { (s.flow_run(soon).await["state"]["name"] == "Late").then_some(()) }
+    })
+    .await;
+    assert!(services.late_ticks.load(Ordering::SeqCst) > ticks);
 }
 
 #[tokio::test]
