@@ -133,10 +133,13 @@ impl PostgresReads {
             Ok(Err(e)) => return Err(query_error(e)),
         };
         self.statements.fetch_add(1, Ordering::Relaxed);
-        rows.iter()
-            .map(|row| decode(row).map_err(|e| DbErr::Type(e.to_string())))
-            .collect::<Result<_, _>>()
-            .map(Some)
+        // Sized up front: collected through a `Result`, the vector would double its way up,
+        // copying the decoded rows each time.
+        let mut decoded = Vec::with_capacity(rows.len());
+        for row in &rows {
+            decoded.push(decode(row).map_err(|e| DbErr::Type(e.to_string()))?);
+        }
+        Ok(Some(decoded))
     }
 
     /// Drops the connection in slot `at` if it is still `connection`.

@@ -67,7 +67,7 @@ impl SqliteReads {
             // millisecond of CPU: less than handing it to a blocking thread and waking this
             // task again (two thread switches, which were a sixth of a page's CPU).
             let conn = self.connection()?;
-            let result = run(&conn, &statement, &decode);
+            let result = run(&conn, &statement, most_rows, &decode);
             self.give_back(conn);
             return result;
         }
@@ -82,7 +82,7 @@ impl SqliteReads {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = reads.connection()?;
-            let result = run(&conn, &statement, &decode);
+            let result = run(&conn, &statement, most_rows, &decode);
             reads.give_back(conn);
             result
         })
@@ -116,9 +116,13 @@ impl SqliteReads {
     }
 }
 
+/// Rows kept room for up front, at most: past it the vector grows as it must.
+const MOST_ROWS_RESERVED: u64 = 1_024;
+
 fn run<T>(
     conn: &Connection,
     statement: &Statement,
+    most_rows: u64,
     decode: &dyn Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, DbErr> {
     let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_err)?;
@@ -129,7 +133,9 @@ fn run<T>(
     let mut rows = prepared
         .query(rusqlite::params_from_iter(values))
         .map_err(db_err)?;
-    let mut out = Vec::new();
+    // Sized for the statement's limit: grown row by row, a page's rows were copied over and
+    // over as the vector doubled (a page of task runs is 250 rows of a few hundred bytes).
+    let mut out = Vec::with_capacity(most_rows.min(MOST_ROWS_RESERVED) as usize);
     while let Some(row) = rows.next().map_err(db_err)? {
         out.push(decode(row).map_err(db_err)?);
     }
@@ -408,7 +414,7 @@ mod tests {
             i32,
             DateTime<Utc>,
         );
-        let rows: Vec<Decoded> = run(&conn, &statement, &|row| {
+        let rows: Vec<Decoded> = run(&conn, &statement, 8, &|row| {
             Ok((
                 column(row, 0)?,
                 column(row, 1)?,
@@ -432,7 +438,7 @@ mod tests {
                 "SELECT ?",
                 [empty.into()],
             );
-            let decoded = run(&conn, &statement, &|row| {
+            let decoded = run(&conn, &statement, 8, &|row| {
                 column::<serde_json::Value>(row, 0)
             });
             let parsed: serde_json::Value = serde_json::from_str(empty).unwrap();
@@ -490,7 +496,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         let statement =
             Statement::from_string(sea_orm::DbBackend::Sqlite, "SELECT 1, 'not a time'");
-        let err = run(&conn, &statement, &|row| {
+        let err = run(&conn, &statement, 8, &|row| {
             let _: i64 = column(row, 0)?;
             column::<DateTime<Utc>>(row, 1)
         })
