@@ -2,7 +2,7 @@
 //! `FLOWCLOUD_LATE_AFTER_SECONDS` in the past becomes `Late`. The expected start is the time
 //! its current `SCHEDULED` state is for (a re-run's new time, not the first run's) (through the orchestration rules,
 //! with a `LATE` alert). It sleeps until the next run's due time rather than polling; a run
-//! scheduled to be due before then wakes it (`AppState::run_scheduled`).
+//! scheduled to be due before then wakes it (`AppState::run_state_written`).
 use chrono::{DateTime, Duration, Utc};
 use entity::flow_runs;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
