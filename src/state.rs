@@ -48,29 +48,26 @@ impl AppState {
 
     /// A run's state was written (committed): if the late detector will watch it (see
     /// `late_runs::waiting_since`) and it would be late before the detector looks next, wakes
-    /// the detector. Returns whether it did.
+    /// the detector.
     pub fn run_state_written(
         &self,
         state_type: &str,
         name: &str,
         scheduled_time: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> bool {
-        crate::services::late_runs::waiting_since(state_type, name, scheduled_time)
-            .is_some_and(|since| self.run_waiting_since(since))
-    }
-
-    fn run_waiting_since(&self, scheduled_time: chrono::DateTime<chrono::Utc>) -> bool {
-        let late_at =
-            scheduled_time + chrono::Duration::seconds(i64::from(self.config.late_after_seconds));
+    ) {
+        let Some(since) =
+            crate::services::late_runs::waiting_since(state_type, name, scheduled_time)
+        else {
+            return;
+        };
+        let late_at = since + chrono::Duration::seconds(i64::from(self.config.late_after_seconds));
         let looks_at = self
             .services
             .late_check_at_ms
             .load(std::sync::atomic::Ordering::SeqCst);
-        let sooner = late_at.timestamp_millis() < looks_at;
-        if sooner {
+        if late_at.timestamp_millis() < looks_at {
             self.services.wake_late.notify_one();
         }
-        sooner
     }
 }
 
