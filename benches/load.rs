@@ -46,6 +46,10 @@ fn main() {
         println!("load: skipped (run it with `cargo bench --bench load`)");
         return;
     }
+    // As the `flowcloud` binary does: the server runs in this process.
+    if let Err(e) = flowcloud::app::disable_transparent_huge_pages() {
+        eprintln!("load: transparent huge pages stay on: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,8 @@ use tracing_subscriber::EnvFilter;
 // Allocation is a large share of request handling; mimalloc is markedly faster than the system
 // allocator under concurrent load. Its `override` feature serves SQLite's C allocations too: a
 // page of runs copies every column value through malloc (-8% instructions per page, callgrind).
+// Its `no_thp` feature keeps it from asking for transparent huge pages (see
+// `disable_transparent_huge_pages`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -35,6 +37,7 @@ enum Command {
 }
 
 fn main() {
+    let huge_pages_off = flowcloud::app::disable_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => match err.kind() {
@@ -65,6 +68,9 @@ fn main() {
             .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    if let Err(err) = huge_pages_off {
+        tracing::debug!(error = %err, "transparent huge pages stay on");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
