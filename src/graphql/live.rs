@@ -74,13 +74,16 @@ async fn open(
     // Listen for access changes before checking: a removal that commits between the check and
     // the stream's first poll would otherwise go unnoticed until the periodic re-check.
     let access_notices = state.events.subscribe_access();
-    access::require_role(
+    // Boxed: async-graphql keeps each subscription's stream in one allocation as large as the
+    // largest future it ever held, and held inline this check (a database query) made every
+    // idle subscription several KiB larger for the moment it took.
+    Box::pin(access::require_role(
         state.db.read(),
         &viewer,
         workspace_id,
         Role::Viewer,
         "workspace",
-    )
+    ))
     .await?;
     Ok(watch(
         state,
