@@ -18,10 +18,11 @@
 //! machine like this one; the aim is 15× better on both (under 0.52 s and 15 MB).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database};
-use tokio::io::AsyncBufReadExt;
 
 /// Starts per database state; the figures are the median and the worst.
 const STARTS: usize = 5;
@@ -99,32 +100,11 @@ async fn measure(label: &str, url: &str, fresh_sqlite_file: bool) {
 
 async fn start_once(url: &str) -> Sample {
     let spawned = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowcloud"))
-        .arg("serve")
-        .env("DATABASE_URL", url)
-        .env("FLOWCLOUD_LISTEN", "127.0.0.1:0")
-        .env("FLOWCLOUD_LOG", "warn,flowcloud::app=info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the flowcloud binary");
-    let pid = child.id().expect("pid");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let address = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the server did not report its address")
-            .expect("read")
-            .expect("the server exited");
-        if let Some(at) = line.find("listening on http://") {
-            let rest = &line[at + "listening on http://".len()..];
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            break rest[..end].to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let support::ServerProcess {
+        mut child,
+        pid,
+        address,
+    } = support::start_server(url).await;
     let http = reqwest::Client::new();
     let ready_url = format!("http://{address}/readyz");
     let ready = loop {

@@ -17,12 +17,13 @@
 //! < 20 KiB per idle subscription.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -38,7 +39,7 @@ const SUBSCRIPTION: &str = "subscription($ws: UUID!, $after: String) {
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Server {
-    child: tokio::process::Child,
+    process: support::ServerProcess,
     pid: u32,
     base: String,
     ws_url: String,
@@ -48,43 +49,13 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowcloud"))
-            .arg("serve")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-            )
-            .env("FLOWCLOUD_LISTEN", "127.0.0.1:0")
-            .env("FLOWCLOUD_LOG", "warn,flowcloud::app=info")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the flowcloud binary");
-        let pid = child.id().expect("pid");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let address = loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .expect("the server did not report its address")
-                .expect("read")
-                .expect("the server exited");
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on http://".len()..];
-                let end = rest
-                    .find(|c: char| c.is_whitespace() || c == '\u{1b}')
-                    .unwrap_or(rest.len());
-                break rest[..end].to_owned();
-            }
-        };
-        // Keep draining its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+        let process = support::start_server(&url).await;
         Server {
-            child,
-            pid,
-            base: format!("http://{address}/graphql"),
-            ws_url: format!("ws://{address}/graphql/ws"),
+            pid: process.pid,
+            base: format!("http://{}/graphql", process.address),
+            ws_url: format!("ws://{}/graphql/ws", process.address),
+            process,
             _dir: dir,
         }
     }
@@ -109,7 +80,7 @@ impl Server {
     }
 
     async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        let _ = self.process.child.kill().await;
     }
 }
 
