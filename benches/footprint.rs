@@ -116,7 +116,8 @@ async fn start_once(url: &str) -> Sample {
     };
     drop(http);
     tokio::time::sleep(IDLE_FOR).await;
-    let (rss_kib, anon_kib, file_kib) = memory_of(pid);
+    let [rss_kib, anon_kib, file_kib] =
+        support::status_kib(pid, ["VmRSS:", "RssAnon:", "RssFile:"]);
     let stopping = Instant::now();
     // SAFETY: kill(2) on the child's pid, which it still holds (we have not reaped it).
     unsafe {
@@ -133,20 +134,6 @@ async fn start_once(url: &str) -> Sample {
         file_kib,
         stop: stopping.elapsed(),
     }
-}
-
-/// (VmRSS, anonymous, file-backed) in KiB.
-fn memory_of(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
 fn report(label: &str, mut samples: Vec<Sample>) {

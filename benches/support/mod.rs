@@ -49,3 +49,17 @@ pub async fn start_server(database_url: &str) -> ServerProcess {
         address,
     }
 }
+
+/// Fields of `/proc/PID/status` given in kB (`VmRSS:`, `VmHWM:`, `RssAnon:`…), in KiB; 0 for a
+/// field the kernel does not report.
+pub fn status_kib<const N: usize>(pid: u32, fields: [&str; N]) -> [u64; N] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    fields.map(|name| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
